@@ -1,0 +1,239 @@
+"""The main job: vanilla and oracle models, every method on one forget split, one comparison report.
+
+Stages (each logged, cached stages reused):
+    1. load the benchmark (the embedded one is generated on first use);
+    2. build the tiny base model, or take a local model folder;
+    3. fine-tune the vanilla model (all people) and the oracle (without the forget split), cached;
+    4. per seed and method: unlearn the vanilla model, evaluate it;
+    5. forget quality against the oracle, key-token views, the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from viker.data import load_benchmark
+from viker.data.records import Benchmark
+from viker.eval.fluency import build_vocabulary
+from viker.eval.forget_quality import forget_quality, js_forget_quality
+from viker.eval.registry import METRICS
+from viker.eval.runner import EvalConfig, evaluate
+from viker.methods import DISPLAY_NAMES, get_method
+from viker.methods.base import UnlearnConfig
+from viker.methods.run import reference_pool, unlearn
+from viker.methods.targets import compute_targets
+from viker.models.finetune import FinetuneConfig, finetune
+from viker.models.loading import load_model
+from viker.models.tiny import TINY_BUILDERS
+from viker.models.trainable import TrainableSpec
+from viker.report import write_report
+from viker.utils import atomic_write_text, default_cache_dir, run_metadata, stable_hash
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("ga", "gd", "kl", "npo", "idkpo", "viker", "viker_retain")
+
+# The unlearning budget for tiny models on a CPU: the language model trains in full at
+# lr 1e-4 with forget batches of 6 for 60 steps. LoRA at lr 5e-6 for one epoch (the
+# paper's 7B setup) moves a 5M-parameter model too little to measure anything.
+TINY_UNLEARN = dict(learning_rate=1e-4, batch_size=6, max_steps=60, logging_steps=5,
+                    trainable=TrainableSpec(parts=("language_model", "lm_head"), lora_r=0))
+
+# Columns of the report table: (metric key, label, set, direction, group).
+TABLE = [
+    ("forget/mc_acc_likelihood", "Forget MC", "forget", "lower", "Forget efficacy"),
+    ("forget/fact_acc", "Forget fact acc.", "forget", "lower", "Forget efficacy"),
+    ("forget/rougeL", "Forget ROUGE-L", "forget", "lower", "Forget efficacy"),
+    ("test/mc_acc_likelihood", "Test MC", "test", "lower", "Test efficacy"),
+    ("test/fact_acc", "Test fact acc.", "test", "lower", "Test efficacy"),
+    ("test/rougeL", "Test ROUGE-L", "test", "lower", "Test efficacy"),
+    ("retain/mc_acc_likelihood", "Retain MC", "retain", "higher", "Retain utility"),
+    ("retain/fact_acc", "Retain fact acc.", "retain", "higher", "Retain utility"),
+    ("retain/rougeL", "Retain ROUGE-L", "retain", "higher", "Retain utility"),
+    ("public/mc_acc_likelihood", "Public MC", "public", "higher", "Public utility"),
+    ("public/fact_acc", "Public fact acc.", "public", "higher", "Public utility"),
+    ("public/rougeL", "Public ROUGE-L", "public", "higher", "Public utility"),
+    ("forget/forget_quality", "Forget quality (KS p)", "forget", "higher", "Against the oracle"),
+    ("forget/fluency", "Forget fluency", "forget", "higher", "Fluency"),
+]
+
+
+@dataclass
+class BenchmarkConfig:
+    """Options of `viker benchmark`."""
+
+    data: str = "embedded"  # "embedded", an MLLMU-Bench or CLEAR folder, or a profiles JSON/JSONL file
+    images: str | None = None  # portraits folder for a profiles file
+    forget_split: str = "forget_10"
+    family: str = "llava"  # tiny model family when `model` is not given
+    model: str | None = None  # a local base model folder (fine-tuned into vanilla and oracle)
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    seeds: tuple[int, ...] = (0,)
+    out: str = "viker-out"
+    cache_dir: str | None = None
+    overwrite: bool = False
+    eval_items: int | None = 40  # per set and task; None evaluates every item
+    keep_models: bool = False
+    unlearn: dict = field(default_factory=lambda: dict(TINY_UNLEARN))
+    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(learning_rate=1e-3))
+
+    def __post_init__(self):
+        for method in self.methods:
+            get_method(method)
+        if self.family not in TINY_BUILDERS:
+            raise ValueError(f"family {self.family!r} has no tiny model; choose one of {sorted(TINY_BUILDERS)}")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already holds results; pass --overwrite to replace them or choose --out")
+
+
+def prepare_models(cfg: BenchmarkConfig, benchmark: Benchmark, cache: Path) -> dict[str, Path]:
+    """Return the base, vanilla and oracle model folders, building or reusing each."""
+    key = stable_hash({"data": benchmark.fingerprint(), "family": cfg.family, "model": cfg.model,
+                       "finetune": cfg.finetune.key()})
+    root = cache / "models" / key
+    base = Path(cfg.model) if cfg.model else root / "base"
+    if not cfg.model and not base.exists():
+        texts = [f"{s.question} {s.answer}" for s in benchmark.train_samples()]
+        log.info("building a tiny %s model in %s", cfg.family, base)
+        TINY_BUILDERS[cfg.family](texts, base, seed=cfg.finetune.seed)
+    paths = {"base": base}
+    for name, include_forget in (("vanilla", True), ("oracle", False)):
+        path = root / name
+        if path.exists():
+            log.info("reusing the %s model from %s", name, path)
+        else:
+            log.info("fine-tuning the %s model (%s the forget split)", name, "with" if include_forget else "without")
+            summary = finetune(base, benchmark.train_samples(include_forget=include_forget), path, cfg.finetune)
+            atomic_write_text(root / f"{name}.json", json.dumps(summary, indent=1))
+        paths[name] = path
+    return paths
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> dict:
+    """Run the whole comparison and write the report into `cfg.out`; return the results dictionary."""
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    _check_out(out, cfg.overwrite)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    torch.set_num_threads(torch.get_num_threads())
+
+    benchmark = load_benchmark(cfg.data, forget_split=cfg.forget_split, seed=cfg.seeds[0], images=cfg.images)
+    log.info("benchmark %s: %d forget, %d retain, %d public people", benchmark.name, len(benchmark.forget_ids),
+             len(benchmark.retain_ids), len(benchmark.public_ids))
+    models = prepare_models(cfg, benchmark, cache)
+    vocabulary = build_vocabulary(f"{s.question} {s.answer}" for s in benchmark.train_samples())
+    eval_config = EvalConfig(max_items=cfg.eval_items)
+
+    evaluations: dict[str, list[dict]] = {}
+    train_times: dict[str, list[float]] = {}
+    curves: dict[str, list[dict]] = {}
+    for name in ("vanilla", "oracle"):
+        log.info("evaluating the %s model", name)
+        evaluations[name] = [evaluate(load_model(models[name]), benchmark, eval_config, vocabulary)]
+
+    work = out / "models"
+    for seed in cfg.seeds:
+        for method in cfg.methods:
+            label = DISPLAY_NAMES[method]
+            target = work / f"{method}-seed{seed}"
+            if target.exists():
+                shutil.rmtree(target)
+            log.info("unlearning with %s (seed %d)", label, seed)
+            summary = unlearn(models["vanilla"], benchmark, method, target,
+                              config=UnlearnConfig(seed=seed, **cfg.unlearn), oracle_path=models["oracle"],
+                              cache_dir=cache / "targets")
+            train_times.setdefault(label, []).append(summary["train_seconds"])
+            if seed == cfg.seeds[0]:
+                curves[label] = _curve(summary["log_history"])
+            log.info("evaluating %s (seed %d)", label, seed)
+            evaluations.setdefault(label, []).append(evaluate(load_model(target), benchmark, eval_config,
+                                                              vocabulary))
+            if not cfg.keep_models:
+                shutil.rmtree(target)
+    if not cfg.keep_models:
+        shutil.rmtree(work, ignore_errors=True)
+
+    _add_forget_quality(evaluations)
+    keytokens = _keytokens(cfg, benchmark, models, cache, out) if "viker" in cfg.methods and cfg.keep_models else []
+    results = _results(cfg, benchmark, evaluations, train_times, curves, keytokens, time.perf_counter() - start)
+    out.mkdir(parents=True, exist_ok=True)
+    per_sample = {name: [e["per_sample"] for e in runs] for name, runs in evaluations.items()}
+    atomic_write_text(out / "per_sample.json", json.dumps(per_sample))
+    generations = {name: runs[0]["generations"] for name, runs in evaluations.items()}
+    atomic_write_text(out / "generations.json", json.dumps(generations, indent=1))
+    paths = write_report(results, out, overwrite=cfg.overwrite)
+    log.info("report written to %s (%.0f s in all)", paths["html"], time.perf_counter() - start)
+    return results
+
+
+def _curve(history: list[dict]) -> list[dict]:
+    keys = ("forget/loss", "reg/kl", "retain/loss")
+    return [{"step": h["step"], **{k: h.get(k) for k in keys}} for h in history if "forget/loss" in h]
+
+
+def _add_forget_quality(evaluations: dict[str, list[dict]]) -> None:
+    """Add forget/forget_quality: the KS p-value of forget truth ratios against the oracle's."""
+    oracle = evaluations["oracle"][0]["per_sample"].get("forget/truth_ratio_raw")
+    if not oracle:
+        return
+    for runs in evaluations.values():
+        for run in runs:
+            mine = run["per_sample"].get("forget/truth_ratio_raw")
+            if mine:
+                run["summary"]["forget/forget_quality"] = {"mean": forget_quality(list(mine.values()),
+                                                                                  list(oracle.values())),
+                                                           "stderr": None, "n": len(mine)}
+                scores = run["per_sample"].get("forget/truth_ratio", {})
+                oracle_scores = evaluations["oracle"][0]["per_sample"].get("forget/truth_ratio", {})
+                if scores and oracle_scores:
+                    run["summary"]["forget/forget_quality_js"] = {
+                        "mean": js_forget_quality(list(scores.values()), list(oracle_scores.values())),
+                        "stderr": None, "n": len(scores)}
+
+
+def _keytokens(cfg, benchmark, models, cache, out) -> list[dict]:
+    return []
+
+
+def _results(cfg, benchmark, evaluations, train_times, curves, keytokens, seconds) -> dict:
+    meta = run_metadata()
+    metrics = [{"key": key, "label": label, "set": set_name, "direction": direction, "group": group}
+               for key, label, set_name, direction, group in TABLE]
+    rows = []
+    for name, runs in evaluations.items():
+        values = {}
+        for key, *_ in TABLE:
+            means = [r["summary"][key]["mean"] for r in runs if key in r["summary"]]
+            if means:
+                values[key] = {"mean": statistics.fmean(means),
+                               "std": statistics.stdev(means) if len(means) > 1 else None, "n": len(means)}
+        times = train_times.get(name)
+        rows.append({"model": name, "kind": "reference" if name in ("vanilla", "oracle") else "method",
+                     "train_time_s": statistics.fmean(times) if times else None, "values": values})
+    return {
+        "header": {"title": "viker benchmark", "commit": meta["commit"], "versions": meta["versions"],
+                   "hardware": meta["hardware"], "wall_clock_s": seconds, "seeds": list(cfg.seeds),
+                   "benchmark": benchmark.name, "model": cfg.model or f"tiny {cfg.family}",
+                   "forget_split": cfg.forget_split, "command": " ".join(["viker"] + sys.argv[1:]),
+                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "metrics": metrics,
+        "rows": rows,
+        "tradeoff": {"x": "forget/fact_acc", "y": "retain/fact_acc"},
+        "curves": curves,
+        "keytokens": keytokens,
+    }

@@ -1,0 +1,219 @@
+"""The `viker` command line: data, finetune, unlearn, eval, keytokens and benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("viker")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="embedded",
+                   help="'embedded' (generated offline on first use), an MLLMU-Bench or CLEAR folder, "
+                        "or a profiles .json/.jsonl file (default: embedded)")
+    p.add_argument("--images", default=None, help="folder of portraits for a profiles file")
+    p.add_argument("--forget-split", default="forget_10", help="forget_5, forget_10 or forget_15 (default: forget_10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data generation, sampling and training (default: 0)")
+
+
+def _benchmark(args):
+    from viker.data import load_benchmark
+
+    return load_benchmark(args.data, forget_split=args.forget_split, seed=args.seed, images=args.images)
+
+
+def cmd_data_build(args) -> int:
+    from viker.data.embedded import build_embedded
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; choose another --out")
+    build_embedded(out, seed=args.seed, n_people=args.people, n_public=args.public, image_size=args.image_size)
+    print(f"wrote the embedded benchmark to {out}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from viker.models.finetune import FinetuneConfig, finetune
+    from viker.models.trainable import TrainableSpec
+
+    benchmark = _benchmark(args)
+    samples = benchmark.train_samples(include_forget=args.role == "vanilla")
+    trainable = TrainableSpec(lora_r=args.lora_r) if args.lora_r else TrainableSpec.full()
+    config = FinetuneConfig(learning_rate=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
+                            seed=args.seed, dtype=args.dtype, trainable=trainable)
+    summary = finetune(args.model, samples, args.out, config)
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+    return 0
+
+
+def cmd_unlearn(args) -> int:
+    from viker.methods import get_method
+    from viker.methods.base import UnlearnConfig
+    from viker.methods.run import unlearn
+    from viker.models.trainable import TrainableSpec
+    from viker.utils import default_cache_dir
+
+    method_cls = get_method(args.method)
+    overrides = json.loads(args.method_args) if args.method_args else {}
+    method_config = method_cls.Config(**overrides)
+    trainable = TrainableSpec(lora_r=args.lora_r, lora_alpha=args.lora_alpha) if args.lora_r \
+        else TrainableSpec(parts=("language_model", "lm_head"), lora_r=0)
+    config = UnlearnConfig(learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                           max_steps=args.max_steps, seed=args.seed, dtype=args.dtype, trainable=trainable)
+    benchmark = _benchmark(args)
+    summary = unlearn(args.model, benchmark, args.method, args.out, method_config=method_config, config=config,
+                      oracle_path=args.oracle, cache_dir=Path(args.cache_dir or default_cache_dir()) / "targets",
+                      save_adapter=args.save_adapter)
+    print(json.dumps({k: v for k, v in summary.items() if k != "log_history"}, indent=1, default=str))
+    return 0 if not summary["diverged"] else 2
+
+
+def cmd_eval(args) -> int:
+    from viker.eval.fluency import build_vocabulary
+    from viker.eval.runner import EvalConfig, evaluate
+    from viker.models.loading import load_model
+    from viker.utils import atomic_write_text
+
+    benchmark = _benchmark(args)
+    config = EvalConfig(sets=tuple(args.sets.split(",")), tasks=tuple(args.tasks.split(",")),
+                        max_items=args.max_items, seed=args.seed)
+    vocabulary = build_vocabulary(f"{s.question} {s.answer}" for s in benchmark.train_samples())
+    result = evaluate(load_model(args.model, dtype=args.dtype), benchmark, config, vocabulary)
+    for key, s in result["summary"].items():
+        err = f" ± {s['stderr']:.3f}" if s["stderr"] is not None else ""
+        print(f"{key:32s} {s['mean']:.3f}{err}  (n={s['n']})")
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=1))
+        print(f"per-sample results written to {args.out}")
+    return 0
+
+
+def cmd_keytokens(args) -> int:
+    from viker.keytokens import print_keytokens
+
+    return print_keytokens(args)
+
+
+def cmd_benchmark(args) -> int:
+    from viker.benchmark import DEFAULT_METHODS, BenchmarkConfig, run_benchmark
+
+    methods = tuple(args.methods.split(",")) if args.methods else DEFAULT_METHODS
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    cfg = BenchmarkConfig(data=args.data, images=args.images, forget_split=args.forget_split, family=args.family,
+                          model=args.model, methods=methods, seeds=seeds, out=args.out, cache_dir=args.cache_dir,
+                          overwrite=args.overwrite, eval_items=args.eval_items or None,
+                          keep_models=args.keep_models)
+    run_benchmark(cfg)
+    print(f"report: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="viker", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="build the embedded benchmark")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    b = data_sub.add_parser("build", help="write the embedded benchmark in MLLMU-Bench and CLEAR layouts")
+    b.add_argument("--out", required=True, help="output folder (must be empty or absent)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--people", type=int, default=50, help="fictitious people (default: 50)")
+    b.add_argument("--public", type=int, default=10, help="public figures (default: 10)")
+    b.add_argument("--image-size", type=int, default=48, help="portrait size in pixels (default: 48)")
+    b.set_defaults(func=cmd_data_build)
+
+    p = sub.add_parser("finetune", help="fine-tune the vanilla or oracle model")
+    p.add_argument("--model", required=True, help="local base model folder")
+    p.add_argument("--out", required=True, help="new folder for the fine-tuned model")
+    p.add_argument("--role", choices=("vanilla", "oracle"), default="vanilla",
+                   help="vanilla: all people; oracle: without the forget split")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3, for tiny models)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--epochs", type=float, default=60.0, help="maximum epochs; stops at 97 %% token accuracy")
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 trains the whole model (default: 0)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    _add_data_args(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("unlearn", help="run one unlearning method and save the unlearned model")
+    p.add_argument("--model", required=True, help="local folder of the model to unlearn (never modified)")
+    p.add_argument("--method", required=True, help="ga, gd, kl, npo, idk, idkpo, simnpo, viker, viker_retain")
+    p.add_argument("--method-args", default=None,
+                   help='JSON object of method hyperparameters, e.g. \'{"lam": 10, "k": 5}\'')
+    p.add_argument("--out", required=True, help="new folder for the unlearned model")
+    p.add_argument("--oracle", default=None, help="oracle model folder, for NPO with reference 'oracle'")
+    p.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (default: 5e-6, the paper's)")
+    p.add_argument("--batch-size", type=int, default=2, help="forget samples per step (default: 2)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1, help="> 0 overrides --epochs")
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank; 0 trains the language model in full")
+    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--save-adapter", action="store_true", help="save the LoRA adapter instead of merged weights")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("eval", help="evaluate a model on a benchmark's sets")
+    p.add_argument("model", help="local model folder")
+    p.add_argument("--sets", default="forget,test,retain,public")
+    p.add_argument("--tasks", default="generation,mc,cloze,tokens")
+    p.add_argument("--max-items", type=int, default=None, help="items per set and task (default: all)")
+    p.add_argument("--out", default=None, help="JSON file for per-sample results")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    _add_data_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("keytokens", help="print ViKeR's per-token view of chosen forget samples")
+    p.add_argument("--model", required=True, help="the model before unlearning")
+    p.add_argument("--samples", type=int, default=3, help="number of forget samples to print")
+    p.add_argument("--lam", type=float, default=10.0)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--pool", default="faces")
+    p.add_argument("--cache-dir", default=None)
+    _add_data_args(p)
+    p.set_defaults(func=cmd_keytokens)
+
+    p = sub.add_parser("benchmark", help="the main job: every method on one forget split, one report")
+    p.add_argument("--methods", default=None, help="comma-separated methods (default: ga,gd,kl,npo,idkpo,viker,"
+                                                   "viker_retain)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; the report shows mean ± std")
+    p.add_argument("--family", default="llava", help="tiny model family (default: llava)")
+    p.add_argument("--model", default=None, help="local base model folder instead of a tiny model")
+    p.add_argument("--out", default="viker-out", help="report folder (default: viker-out)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--eval-items", type=int, default=40, help="items per set and task; 0 = all (default: 40)")
+    p.add_argument("--keep-models", action="store_true", help="keep the unlearned models under --out/models")
+    p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")
+    p.add_argument("--data", default="embedded", help="as for the other commands (default: embedded)")
+    p.add_argument("--profiles", dest="data", help="a profiles .json/.jsonl file (same as --data FILE)")
+    p.add_argument("--images", default=None, help="folder of portraits for a profiles file")
+    p.add_argument("--forget-split", default="forget_10")
+    p.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "datasets", "accelerate", "peft"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as err:
+        log.error("%s", err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Evaluate a model on a benchmark's sets: generation, multiple choice, cloze and teacher-forced tokens.
+
+Every value is computed per item and keyed by item id as `"{set}/{metric}"`
+(for example `forget/fact_acc`); `summarize` reduces them with a standard
+error. The scorers are the pure functions of `viker.eval.text_metrics`,
+`truth_ratio` and `fluency`; this module only runs the model.
+
+Prompts:
+    generation   the question as asked in training
+    multiple choice  "{question}\\nA. …\\nB. …\\nC. …\\nD. …\\nAnswer with the option's letter."
+    cloze        "Fill in the blank: {text}"
+Generation is greedy. The likelihood scorer runs one batched forward pass
+per question over its options.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from viker.data.records import Benchmark, Cloze, Generation, MultipleChoice, SetName
+from viker.eval.fluency import fluency_score
+from viker.eval.registry import aggregate
+from viker.eval.text_metrics import (
+    choose_by_likelihood,
+    cloze_correct_official,
+    cloze_exact_match,
+    contains_fact,
+    mc_correct_official,
+    rouge_scores,
+    sentence_bleu,
+)
+from viker.eval.truth_ratio import truth_ratio, truth_ratio_score
+from viker.models.collate import Collator, Turn, model_inputs
+from viker.models.loading import LoadedModel
+
+log = logging.getLogger(__name__)
+
+TASKS = ("generation", "mc", "cloze", "tokens")
+MC_INSTRUCTION = "Answer with the option's letter."
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and how much of it."""
+
+    sets: tuple[str, ...] = ("forget", "test", "retain", "public")
+    tasks: tuple[str, ...] = TASKS
+    max_items: int | None = None  # per set and task, drawn with the seed; None evaluates all
+    max_new_tokens: int = 24
+    batch_size: int = 32
+    mc_official: bool = True  # also generate for the official first-letter rule
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in self.sets:
+            SetName(name)  # raises ValueError on an unknown set
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown evaluation tasks {unknown}; choose from {TASKS}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ValueError(f"max_items must be >= 1 or None, got {self.max_items}")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be >= 1")
+
+
+def mc_prompt(item: MultipleChoice) -> str:
+    options = "\n".join(f"{letter}. {text}" for letter, text in sorted(item.options.items()))
+    return f"{item.question}\n{options}\n{MC_INSTRUCTION}"
+
+
+def cloze_prompt(item: Cloze) -> str:
+    return f"Fill in the blank: {item.text}"
+
+
+def _subsample(items: list, limit: int | None, seed: int, tag: str) -> list:
+    if limit is None or len(items) <= limit:
+        return list(items)
+    rng = random.Random(f"{seed}:{tag}")
+    picked = sorted(rng.sample(range(len(items)), limit))
+    return [items[i] for i in picked]
+
+
+class Evaluator:
+    """Runs one model over evaluation items; all results are per item id."""
+
+    def __init__(self, loaded: LoadedModel, config: EvalConfig, vocabulary: frozenset[str] | None = None):
+        self.loaded, self.config, self.vocabulary = loaded, config, vocabulary
+        self.collator = Collator(loaded.processor, loaded.adapter)
+        self.tokenizer = loaded.processor.tokenizer
+        self.device = loaded.model.device
+
+    # -- model calls -----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, turns: list[Turn], max_new_tokens: int) -> list[str]:
+        model = self.loaded.model
+        model.eval()
+        replies = []
+        for lo in range(0, len(turns), self.config.batch_size):
+            batch = self.collator.prompt_batch(turns[lo:lo + self.config.batch_size])
+            inputs = {k: v.to(self.device) for k, v in model_inputs(batch, self.loaded.adapter).items()}
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=self.tokenizer.pad_token_id)
+            new = out[:, inputs["input_ids"].shape[1]:]
+            replies += [text.strip() for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return replies
+
+    @torch.no_grad()
+    def answer_logprobs(self, turns: list[Turn]) -> list[dict]:
+        """Teacher-forced pass: per row the answer tokens' log-probs, argmax hits and fact mask."""
+        model = self.loaded.model
+        model.eval()
+        rows = []
+        for lo in range(0, len(turns), self.config.batch_size):
+            batch = self.collator.train_batch(turns[lo:lo + self.config.batch_size])
+            inputs = {k: v.to(self.device) for k, v in model_inputs(batch, self.loaded.adapter).items()}
+            logits = model(**inputs).logits[:, :-1].float()
+            labels = batch["labels"][:, 1:].to(self.device)
+            facts = batch["fact_mask"][:, 1:].to(self.device)
+            logp = torch.log_softmax(logits, dim=-1)
+            for b in range(logits.shape[0]):
+                mask = labels[b] != -100
+                gold = labels[b][mask]
+                rows.append({
+                    "logprobs": logp[b][mask].gather(-1, gold[:, None])[:, 0].cpu(),
+                    "hits": (logits[b][mask].argmax(-1) == gold).cpu(),
+                    "fact": facts[b][mask].cpu(),
+                })
+        return rows
+
+    # -- tasks -----------------------------------------------------------------------------
+    def generation(self, set_name: str, items: list[Generation], out: dict) -> dict[str, str]:
+        turns = [Turn(it.question, None, it.image, it.id) for it in items]
+        replies = self.generate(turns, self.config.max_new_tokens)
+        for it, reply in zip(items, replies):
+            rouge = rouge_scores(it.answer, reply)
+            for key in ("rouge1", "rouge2", "rougeL"):
+                out[f"{set_name}/{key}"][it.id] = rouge[key]
+            out[f"{set_name}/bleu"][it.id] = sentence_bleu(it.answer, reply)
+            if it.fact:
+                out[f"{set_name}/fact_acc"][it.id] = float(contains_fact(reply, it.fact))
+            if self.vocabulary:
+                out[f"{set_name}/fluency"][it.id] = fluency_score(reply, self.vocabulary)
+        return {it.id: reply for it, reply in zip(items, replies)}
+
+    def tokens(self, set_name: str, items: list[Generation], out: dict) -> None:
+        turns = [Turn(it.question, it.answer, it.image, it.id, it.fact) for it in items]
+        for it, row in zip(items, self.answer_logprobs(turns)):
+            hits, fact = row["hits"], row["fact"]
+            if fact.any():
+                out[f"{set_name}/fact_token_acc"][it.id] = float(hits[fact].float().mean())
+            if (~fact).any():
+                out[f"{set_name}/template_token_acc"][it.id] = float(hits[~fact].float().mean())
+
+    def multiple_choice(self, set_name: str, items: list[MultipleChoice], out: dict) -> None:
+        forget = set_name in ("forget", "test")
+        for it in items:
+            letters = sorted(it.options)
+            prompt = mc_prompt(it)
+            rows = self.answer_logprobs([Turn(prompt, it.options[x], it.image, f"{it.id}/{x}") for x in letters])
+            sums = {x: float(r["logprobs"].sum()) for x, r in zip(letters, rows)}
+            counts = {x: len(r["logprobs"]) for x, r in zip(letters, rows)}
+            choice = choose_by_likelihood(sums, counts)
+            out[f"{set_name}/mc_acc_likelihood"][it.id] = float(choice == it.key)
+            means = {x: sums[x] / counts[x] for x in letters}
+            ratio = truth_ratio(means[it.key], [means[x] for x in letters if x != it.key])
+            out[f"{set_name}/truth_ratio"][it.id] = truth_ratio_score(ratio, forget=forget)
+            out[f"{set_name}/truth_ratio_raw"][it.id] = ratio
+        if self.config.mc_official:
+            replies = self.generate([Turn(mc_prompt(it), None, it.image, it.id) for it in items], 4)
+            for it, reply in zip(items, replies):
+                out[f"{set_name}/mc_acc"][it.id] = float(mc_correct_official(reply, it.key))
+
+    def cloze(self, set_name: str, items: list[Cloze], out: dict) -> None:
+        replies = self.generate([Turn(cloze_prompt(it), None, it.image, it.id) for it in items],
+                                self.config.max_new_tokens)
+        for it, reply in zip(items, replies):
+            out[f"{set_name}/cloze_acc"][it.id] = float(cloze_correct_official(reply, it.answer))
+            out[f"{set_name}/cloze_em"][it.id] = float(cloze_exact_match(reply, it.answer))
+
+    # -- entry point -----------------------------------------------------------------------
+    def run(self, benchmark: Benchmark) -> dict:
+        """Return {"per_sample": {key: {item_id: value}}, "generations": {item_id: reply}}."""
+        out: dict[str, dict[str, float]] = defaultdict(dict)
+        generations: dict[str, str] = {}
+        cfg = self.config
+        for set_name in cfg.sets:
+            eval_set = benchmark.eval_sets.get(SetName(set_name))
+            if eval_set is None or not len(eval_set):
+                log.warning("set %r has no evaluation items in %s; skipped", set_name, benchmark.name)
+                continue
+            gen = _subsample(eval_set.generation, cfg.max_items, cfg.seed, f"{set_name}/gen")
+            if "generation" in cfg.tasks and gen:
+                generations.update(self.generation(set_name, gen, out))
+            if "tokens" in cfg.tasks and gen:
+                self.tokens(set_name, gen, out)
+            mc = _subsample(eval_set.multiple_choice, cfg.max_items, cfg.seed, f"{set_name}/mc")
+            if "mc" in cfg.tasks and mc:
+                self.multiple_choice(set_name, mc, out)
+            cloze = _subsample(eval_set.cloze, cfg.max_items, cfg.seed, f"{set_name}/cloze")
+            if "cloze" in cfg.tasks and cloze:
+                self.cloze(set_name, cloze, out)
+        return {"per_sample": dict(out), "generations": generations}
+
+
+def summarize(per_sample: dict[str, dict[str, float]]) -> dict[str, dict]:
+    """Reduce per-sample values to {key: {"mean", "stderr", "n"}}."""
+    summary = {}
+    for key, values in sorted(per_sample.items()):
+        if values:
+            s = aggregate(values)
+            summary[key] = {"mean": s.mean, "stderr": s.stderr, "n": s.n}
+    return summary
+
+
+def evaluate(loaded: LoadedModel, benchmark: Benchmark, config: EvalConfig | None = None,
+             vocabulary: frozenset[str] | None = None) -> dict:
+    """Evaluate `loaded` on `benchmark`; returns per-sample values, their summary and the generations."""
+    result = Evaluator(loaded, config or EvalConfig(), vocabulary).run(benchmark)
+    result["summary"] = summarize(result["per_sample"])
+    return result
