@@ -58,7 +58,8 @@ def test_direction_flips_on_forget_sets():
 def test_registry_entries_are_consistent():
     expected = {
         "mc_acc", "mc_acc_likelihood", "cloze_acc", "cloze_em", "rouge1", "rouge2", "rougeL",
-        "rougeL_recall", "bleu", "fact_acc", "prob", "truth_ratio", "forget_quality",
+        "rougeL_recall", "bleu", "fact_acc", "fact_token_acc", "template_token_acc", "prob", "truth_ratio",
+        "truth_ratio_raw", "forget_quality",
         "forget_quality_js", "model_utility", "fluency", "repetition", "nonword", "mia_auc",
     }
     assert set(METRICS) == expected

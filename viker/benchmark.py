@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 from viker.data import load_benchmark
-from viker.data.records import Benchmark
+from viker.data.records import Benchmark, Sample
 from viker.eval.fluency import build_vocabulary
 from viker.eval.forget_quality import forget_quality, js_forget_quality
 from viker.eval.registry import METRICS
@@ -31,7 +34,9 @@ from viker.eval.runner import EvalConfig, evaluate
 from viker.methods import DISPLAY_NAMES, get_method
 from viker.methods.base import UnlearnConfig
 from viker.methods.run import reference_pool, unlearn
+from viker.keytokens import gold_probabilities, keytoken_table
 from viker.methods.targets import compute_targets
+from viker.methods.viker import ViKeRConfig
 from viker.models.finetune import FinetuneConfig, finetune
 from viker.models.loading import load_model
 from viker.models.tiny import TINY_BUILDERS
@@ -51,18 +56,18 @@ TINY_UNLEARN = dict(learning_rate=1e-4, batch_size=6, max_steps=60, logging_step
 
 # Columns of the report table: (metric key, label, set, direction, group).
 TABLE = [
-    ("forget/mc_acc_likelihood", "Forget MC", "forget", "lower", "Forget efficacy"),
-    ("forget/fact_acc", "Forget fact acc.", "forget", "lower", "Forget efficacy"),
-    ("forget/rougeL", "Forget ROUGE-L", "forget", "lower", "Forget efficacy"),
-    ("test/mc_acc_likelihood", "Test MC", "test", "lower", "Test efficacy"),
-    ("test/fact_acc", "Test fact acc.", "test", "lower", "Test efficacy"),
-    ("test/rougeL", "Test ROUGE-L", "test", "lower", "Test efficacy"),
-    ("retain/mc_acc_likelihood", "Retain MC", "retain", "higher", "Retain utility"),
-    ("retain/fact_acc", "Retain fact acc.", "retain", "higher", "Retain utility"),
-    ("retain/rougeL", "Retain ROUGE-L", "retain", "higher", "Retain utility"),
-    ("public/mc_acc_likelihood", "Public MC", "public", "higher", "Public utility"),
-    ("public/fact_acc", "Public fact acc.", "public", "higher", "Public utility"),
-    ("public/rougeL", "Public ROUGE-L", "public", "higher", "Public utility"),
+    ("forget/image_text/mc_acc_likelihood", "Forget MC", "forget", "lower", "Forget efficacy, image+text"),
+    ("forget/image_text/fact_acc", "Forget fact acc.", "forget", "lower", "Forget efficacy, image+text"),
+    ("forget/image_text/rougeL", "Forget ROUGE-L", "forget", "lower", "Forget efficacy, image+text"),
+    ("test/image_text/mc_acc_likelihood", "Test MC", "test", "lower", "Test efficacy, image+text"),
+    ("test/image_text/fact_acc", "Test fact acc.", "test", "lower", "Test efficacy, image+text"),
+    ("test/image_text/rougeL", "Test ROUGE-L", "test", "lower", "Test efficacy, image+text"),
+    ("retain/image_text/mc_acc_likelihood", "Retain MC", "retain", "higher", "Retain utility, image+text"),
+    ("retain/image_text/fact_acc", "Retain fact acc.", "retain", "higher", "Retain utility, image+text"),
+    ("retain/image_text/rougeL", "Retain ROUGE-L", "retain", "higher", "Retain utility, image+text"),
+    ("public/image_text/mc_acc_likelihood", "Public MC", "public", "higher", "Public utility, image+text"),
+    ("public/image_text/fact_acc", "Public fact acc.", "public", "higher", "Public utility, image+text"),
+    ("public/image_text/rougeL", "Public ROUGE-L", "public", "higher", "Public utility, image+text"),
     ("forget/forget_quality", "Forget quality (KS p)", "forget", "higher", "Against the oracle"),
     ("forget/fluency", "Forget fluency", "forget", "higher", "Fluency"),
 ]
@@ -82,10 +87,10 @@ class BenchmarkConfig:
     out: str = "viker-out"
     cache_dir: str | None = None
     overwrite: bool = False
-    eval_items: int | None = 40  # per set and task; None evaluates every item
+    eval_items: int | None = 24  # per set, task and modality; None evaluates every item
     keep_models: bool = False
     unlearn: dict = field(default_factory=lambda: dict(TINY_UNLEARN))
-    finetune: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(learning_rate=1e-3))
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self):
         for method in self.methods:
@@ -111,17 +116,39 @@ def prepare_models(cfg: BenchmarkConfig, benchmark: Benchmark, cache: Path) -> d
         texts = [f"{s.question} {s.answer}" for s in benchmark.train_samples()]
         log.info("building a tiny %s model in %s", cfg.family, base)
         TINY_BUILDERS[cfg.family](texts, base, seed=cfg.finetune.seed)
-    paths = {"base": base}
+    paths = {"base": base, "vanilla": root / "vanilla", "oracle": root / "oracle"}
+    jobs = []
     for name, include_forget in (("vanilla", True), ("oracle", False)):
-        path = root / name
-        if path.exists():
-            log.info("reusing the %s model from %s", name, path)
+        if paths[name].exists():
+            log.info("reusing the %s model from %s", name, paths[name])
         else:
             log.info("fine-tuning the %s model (%s the forget split)", name, "with" if include_forget else "without")
-            summary = finetune(base, benchmark.train_samples(include_forget=include_forget), path, cfg.finetune)
-            atomic_write_text(root / f"{name}.json", json.dumps(summary, indent=1))
-        paths[name] = path
+            jobs.append((name, base, benchmark.train_samples(include_forget=include_forget), paths[name],
+                         cfg.finetune))
+    if len(jobs) == 2 and not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2:
+        # Tiny models are too small to keep two CPU threads busy, so two single-threaded
+        # processes train vanilla and oracle side by side about a third faster than one after the other.
+        threads = max(1, torch.get_num_threads() // 2)
+        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            summaries = list(pool.map(_finetune_job, [job + (threads,) for job in jobs]))
+    else:
+        summaries = [_finetune_job(job + (None,)) for job in jobs]
+    for (name, *_), summary in zip(jobs, summaries):
+        log.info("%s: %d steps, %.0f s, training token accuracy %.3f", name, summary["steps"], summary["seconds"],
+                 summary["token_accuracy"])
+        atomic_write_text(root / f"{name}.json", json.dumps(summary, indent=1))
     return paths
+
+
+def _finetune_job(job) -> dict:
+    name, base, samples, path, config, threads = job
+    if threads:
+        torch.set_num_threads(threads)
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {name}: %(message)s",
+                            datefmt="%H:%M:%S")
+        for noisy in ("transformers", "accelerate"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+    return finetune(base, samples, path, config)
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> dict:
@@ -146,6 +173,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         log.info("evaluating the %s model", name)
         evaluations[name] = [evaluate(load_model(models[name]), benchmark, eval_config, vocabulary)]
 
+    keytoken_samples = _keytoken_samples(benchmark)
+    unlearned_probs: dict[str, dict[str, list[float]]] = {}
     work = out / "models"
     for seed in cfg.seeds:
         for method in cfg.methods:
@@ -161,15 +190,18 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             if seed == cfg.seeds[0]:
                 curves[label] = _curve(summary["log_history"])
             log.info("evaluating %s (seed %d)", label, seed)
-            evaluations.setdefault(label, []).append(evaluate(load_model(target), benchmark, eval_config,
-                                                              vocabulary))
+            loaded = load_model(target)
+            evaluations.setdefault(label, []).append(evaluate(loaded, benchmark, eval_config, vocabulary))
+            if seed == cfg.seeds[0]:
+                unlearned_probs[label] = gold_probabilities(loaded, keytoken_samples)
+            del loaded
             if not cfg.keep_models:
                 shutil.rmtree(target)
     if not cfg.keep_models:
         shutil.rmtree(work, ignore_errors=True)
 
     _add_forget_quality(evaluations)
-    keytokens = _keytokens(cfg, benchmark, models, cache, out) if "viker" in cfg.methods and cfg.keep_models else []
+    keytokens = _keytokens(cfg, benchmark, models, cache, keytoken_samples, unlearned_probs)
     results = _results(cfg, benchmark, evaluations, train_times, curves, keytokens, time.perf_counter() - start)
     out.mkdir(parents=True, exist_ok=True)
     per_sample = {name: [e["per_sample"] for e in runs] for name, runs in evaluations.items()}
@@ -206,8 +238,24 @@ def _add_forget_quality(evaluations: dict[str, list[dict]]) -> None:
                         "stderr": None, "n": len(scores)}
 
 
-def _keytokens(cfg, benchmark, models, cache, out) -> list[dict]:
-    return []
+def _keytoken_samples(benchmark: Benchmark, n: int = 3) -> list[Sample]:
+    """Return the first forget person's first `n` samples that carry a fact span."""
+    return [s for s in benchmark.forget_samples() if s.fact][:n]
+
+
+def _keytokens(cfg, benchmark, models, cache, samples, unlearned_probs) -> list[dict]:
+    """Key-token views of a few forget samples: H(q_i) from ViKeR's targets, p of the gold token per model."""
+    if not samples or not any(m in cfg.methods for m in ("viker", "viker_retain")):
+        return []
+    viker_config = ViKeRConfig()
+    vanilla = load_model(models["vanilla"])
+    targets = compute_targets(vanilla, benchmark.forget_samples(), reference_pool(benchmark, viker_config.pool),
+                              k=viker_config.k, m=viker_config.m, seed=cfg.seeds[0], cache_dir=cache / "targets")
+    table = keytoken_table(vanilla, targets, samples, viker_config.lam)
+    for row in table:
+        for i, token in enumerate(row["tokens"]):
+            token["p_unlearned"] = {label: probs[row["sample_id"]][i] for label, probs in unlearned_probs.items()}
+    return table
 
 
 def _results(cfg, benchmark, evaluations, train_times, curves, keytokens, seconds) -> dict:
@@ -233,7 +281,7 @@ def _results(cfg, benchmark, evaluations, train_times, curves, keytokens, second
                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "metrics": metrics,
         "rows": rows,
-        "tradeoff": {"x": "forget/fact_acc", "y": "retain/fact_acc"},
+        "tradeoff": {"x": "forget/image_text/fact_acc", "y": "retain/image_text/fact_acc"},
         "curves": curves,
         "keytokens": keytokens,
     }

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new folder for the fine-tuned model")
     p.add_argument("--role", choices=("vanilla", "oracle"), default="vanilla",
                    help="vanilla: all people; oracle: without the forget split")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3, for tiny models)")
+    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (default: 3e-4, for tiny models)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=float, default=60.0, help="maximum epochs; stops at 97 %% token accuracy")
     p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 trains the whole model (default: 0)")
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="local model folder")
     p.add_argument("--sets", default="forget,test,retain,public")
     p.add_argument("--tasks", default="generation,mc,cloze,tokens")
-    p.add_argument("--max-items", type=int, default=None, help="items per set and task (default: all)")
+    p.add_argument("--max-items", type=int, default=None, help="items per set, task and modality (default: all)")
     p.add_argument("--out", default=None, help="JSON file for per-sample results")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     _add_data_args(p)
@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="local base model folder instead of a tiny model")
     p.add_argument("--out", default="viker-out", help="report folder (default: viker-out)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.add_argument("--eval-items", type=int, default=40, help="items per set and task; 0 = all (default: 40)")
+    p.add_argument("--eval-items", type=int, default=24,
+                   help="items per set, task and modality; 0 evaluates all (default: 24)")
     p.add_argument("--keep-models", action="store_true", help="keep the unlearned models under --out/models")
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")
     p.add_argument("--data", default="embedded", help="as for the other commands (default: embedded)")

@@ -50,7 +50,7 @@ class EvalConfig:
 
     sets: tuple[str, ...] = ("forget", "test", "retain", "public")
     tasks: tuple[str, ...] = TASKS
-    max_items: int | None = None  # per set and task, drawn with the seed; None evaluates all
+    max_items: int | None = None  # per set, task and modality, drawn with the seed; None evaluates all
     max_new_tokens: int = 24
     batch_size: int = 32
     mc_official: bool = True  # also generate for the official first-letter rule
@@ -77,12 +77,23 @@ def cloze_prompt(item: Cloze) -> str:
     return f"Fill in the blank: {item.text}"
 
 
+def _put(out: dict, set_name: str, metric: str, item, value: float) -> None:
+    """Record one item's value under "{set}/{metric}" and under its modality, "{set}/{modality}/{metric}"."""
+    out[f"{set_name}/{metric}"][item.id] = value
+    out[f"{set_name}/{item.modality.value}/{metric}"][item.id] = value
+
+
 def _subsample(items: list, limit: int | None, seed: int, tag: str) -> list:
-    if limit is None or len(items) <= limit:
+    """Draw at most `limit` items of each modality, with a seed, keeping the original order."""
+    if limit is None:
         return list(items)
-    rng = random.Random(f"{seed}:{tag}")
-    picked = sorted(rng.sample(range(len(items)), limit))
-    return [items[i] for i in picked]
+    picked = []
+    for modality in {it.modality for it in items}:
+        indices = [i for i, it in enumerate(items) if it.modality == modality]
+        if len(indices) > limit:
+            indices = random.Random(f"{seed}:{tag}:{modality.value}").sample(indices, limit)
+        picked += indices
+    return [items[i] for i in sorted(picked)]
 
 
 class Evaluator:
@@ -139,12 +150,12 @@ class Evaluator:
         for it, reply in zip(items, replies):
             rouge = rouge_scores(it.answer, reply)
             for key in ("rouge1", "rouge2", "rougeL"):
-                out[f"{set_name}/{key}"][it.id] = rouge[key]
-            out[f"{set_name}/bleu"][it.id] = sentence_bleu(it.answer, reply)
+                _put(out, set_name, key, it, rouge[key])
+            _put(out, set_name, "bleu", it, sentence_bleu(it.answer, reply))
             if it.fact:
-                out[f"{set_name}/fact_acc"][it.id] = float(contains_fact(reply, it.fact))
+                _put(out, set_name, "fact_acc", it, float(contains_fact(reply, it.fact)))
             if self.vocabulary:
-                out[f"{set_name}/fluency"][it.id] = fluency_score(reply, self.vocabulary)
+                _put(out, set_name, "fluency", it, fluency_score(reply, self.vocabulary))
         return {it.id: reply for it, reply in zip(items, replies)}
 
     def tokens(self, set_name: str, items: list[Generation], out: dict) -> None:
@@ -152,9 +163,9 @@ class Evaluator:
         for it, row in zip(items, self.answer_logprobs(turns)):
             hits, fact = row["hits"], row["fact"]
             if fact.any():
-                out[f"{set_name}/fact_token_acc"][it.id] = float(hits[fact].float().mean())
+                _put(out, set_name, "fact_token_acc", it, float(hits[fact].float().mean()))
             if (~fact).any():
-                out[f"{set_name}/template_token_acc"][it.id] = float(hits[~fact].float().mean())
+                _put(out, set_name, "template_token_acc", it, float(hits[~fact].float().mean()))
 
     def multiple_choice(self, set_name: str, items: list[MultipleChoice], out: dict) -> None:
         forget = set_name in ("forget", "test")
@@ -165,22 +176,22 @@ class Evaluator:
             sums = {x: float(r["logprobs"].sum()) for x, r in zip(letters, rows)}
             counts = {x: len(r["logprobs"]) for x, r in zip(letters, rows)}
             choice = choose_by_likelihood(sums, counts)
-            out[f"{set_name}/mc_acc_likelihood"][it.id] = float(choice == it.key)
+            _put(out, set_name, "mc_acc_likelihood", it, float(choice == it.key))
             means = {x: sums[x] / counts[x] for x in letters}
             ratio = truth_ratio(means[it.key], [means[x] for x in letters if x != it.key])
-            out[f"{set_name}/truth_ratio"][it.id] = truth_ratio_score(ratio, forget=forget)
-            out[f"{set_name}/truth_ratio_raw"][it.id] = ratio
+            _put(out, set_name, "truth_ratio", it, truth_ratio_score(ratio, forget=forget))
+            _put(out, set_name, "truth_ratio_raw", it, ratio)
         if self.config.mc_official:
             replies = self.generate([Turn(mc_prompt(it), None, it.image, it.id) for it in items], 4)
             for it, reply in zip(items, replies):
-                out[f"{set_name}/mc_acc"][it.id] = float(mc_correct_official(reply, it.key))
+                _put(out, set_name, "mc_acc", it, float(mc_correct_official(reply, it.key)))
 
     def cloze(self, set_name: str, items: list[Cloze], out: dict) -> None:
         replies = self.generate([Turn(cloze_prompt(it), None, it.image, it.id) for it in items],
                                 self.config.max_new_tokens)
         for it, reply in zip(items, replies):
-            out[f"{set_name}/cloze_acc"][it.id] = float(cloze_correct_official(reply, it.answer))
-            out[f"{set_name}/cloze_em"][it.id] = float(cloze_exact_match(reply, it.answer))
+            _put(out, set_name, "cloze_acc", it, float(cloze_correct_official(reply, it.answer)))
+            _put(out, set_name, "cloze_em", it, float(cloze_exact_match(reply, it.answer)))
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, benchmark: Benchmark) -> dict:

@@ -1,0 +1,99 @@
+"""ViKeR's cost over GA, measured in one run on a tiny model.
+
+Prints: the step time of ViKeR (with cached targets) over GA's, the peak
+memory of a ViKeR run over a GA run, the one-off time to compute the targets,
+and the cache size per answer token. Each training run happens in its own
+subprocess so that peak memory (ru_maxrss on the CPU, max allocated on a GPU)
+belongs to that run alone.
+
+    python benchmarks/speed.py [--model DIR] [--steps 30]
+
+Without --model it builds the embedded benchmark and an untrained tiny LLaVA
+(step time does not depend on what the weights have learned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _child(args) -> None:
+    import torch
+
+    from viker.data import load_benchmark
+    from viker.methods.base import UnlearnConfig
+    from viker.methods.run import unlearn
+    from viker.models.trainable import TrainableSpec
+
+    benchmark = load_benchmark("embedded")
+    config = UnlearnConfig(learning_rate=1e-4, batch_size=6, max_steps=args.steps, logging_steps=1,
+                           trainable=TrainableSpec(parts=("language_model", "lm_head"), lora_r=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = unlearn(args.model, benchmark, args.method, Path(tmp) / "out", config=config,
+                          cache_dir=args.cache)
+    # The first steps warm up allocators and caches; time the rest.
+    steps = [h for h in summary["log_history"] if "forget/loss" in h]
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(json.dumps({"train_seconds": summary["train_seconds"], "steps": summary["steps"],
+                      "target_seconds": summary["target_seconds"], "peak_bytes": peak, "logged": len(steps)}))
+
+
+def _run(method: str, model: str, cache: str, steps: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", "--method", method, "--model", model,
+                          "--cache", cache, "--steps", str(steps)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model folder (default: build an untrained tiny LLaVA)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--method", default="ga", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args)
+        return
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from safetensors import safe_open
+
+    from viker.data import load_benchmark
+    from viker.models.tiny import build_tiny_llava
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            benchmark = load_benchmark("embedded")
+            model = str(build_tiny_llava([f"{s.question} {s.answer}" for s in benchmark.train_samples()],
+                                         Path(tmp) / "tiny"))
+        cache = str(Path(tmp) / "cache")
+        first = _run("viker", model, cache, args.steps)  # computes and stores the targets
+        viker = _run("viker", model, cache, args.steps)  # reads them from the cache
+        ga = _run("ga", model, cache, args.steps)
+        files = list(Path(cache).glob("*.safetensors"))
+        with safe_open(str(files[0]), framework="pt") as f:
+            n_tokens = sum(f.get_slice(k).get_shape()[0] for k in f.keys() if k.endswith(".entropy"))
+        size = sum(p.stat().st_size for p in files)
+
+    print(f"steps per run: {args.steps}")
+    print(f"ViKeR step time / GA step time (cached targets): {viker['train_seconds'] / ga['train_seconds']:.3f}")
+    print(f"ViKeR peak memory / GA peak memory: {viker['peak_bytes'] / ga['peak_bytes']:.3f}")
+    print(f"one-off target computation: {first['target_seconds']:.1f} s")
+    print(f"target cache: {size / n_tokens:.0f} bytes per answer token ({n_tokens} tokens, {size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    started = time.perf_counter()
+    main()
+    print(f"wall-clock: {time.perf_counter() - started:.0f} s")

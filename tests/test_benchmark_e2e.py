@@ -1,0 +1,99 @@
+"""`viker benchmark` end to end on a tiny benchmark and model: the report's numbers match its JSON."""
+
+import csv
+import json
+
+import pytest
+
+from viker.benchmark import TABLE, BenchmarkConfig, run_benchmark
+from viker.cli import main
+from viker.models.finetune import FinetuneConfig
+from viker.models.trainable import TrainableSpec
+
+FAST_UNLEARN = dict(learning_rate=1e-3, batch_size=2, max_steps=2, logging_steps=1,
+                    trainable=TrainableSpec(parts=("language_model", "lm_head"), lora_r=0))
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tiny_benchmark, tmp_path_factory):
+    """The tiny benchmark written to disk again, so the runner loads it as a user's folder."""
+    from viker.data.embedded import build_embedded
+
+    return build_embedded(tmp_path_factory.mktemp("data"), seed=0, n_people=10, n_public=2, image_size=32,
+                          qa_per_person=3, n_reference_faces=6, test_images_per_person=1, n_reference_other=2)
+
+
+@pytest.fixture(scope="module")
+def report(bench_dir, tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    cfg = BenchmarkConfig(data=str(bench_dir), model=str(tiny_model_dir), methods=("ga", "viker"), seeds=(0, 1),
+                          out=str(out / "run"), cache_dir=str(out / "cache"), eval_items=2,
+                          unlearn=dict(FAST_UNLEARN), finetune=FinetuneConfig(max_epochs=0.5, check_every=1000))
+    results = run_benchmark(cfg)
+    return out / "run", results
+
+
+def test_report_rows_and_files(report):
+    run, results = report
+    names = [row["model"] for row in results["rows"]]
+    assert names == ["vanilla", "oracle", "GA", "ViKeR"]
+    for name in ("report.md", "report.csv", "report.json", "report.html", "per_sample.json", "generations.json"):
+        assert (run / name).is_file(), name
+    assert not (run / "models").exists()  # unlearned models are removed unless --keep-models
+
+
+def test_two_seeds_give_mean_and_std(report):
+    run, results = report
+    ga = next(row for row in results["rows"] if row["model"] == "GA")
+    per_sample = json.loads((run / "per_sample.json").read_text())
+    assert len(per_sample["GA"]) == 2
+    key = "forget/image_text/rougeL"
+    seed_means = [sum(d[key].values()) / len(d[key]) for d in per_sample["GA"]]
+    assert ga["values"][key]["mean"] == pytest.approx(sum(seed_means) / 2)
+    assert ga["values"][key]["n"] == 2
+    vanilla = next(row for row in results["rows"] if row["model"] == "vanilla")
+    assert vanilla["values"][key]["std"] is None
+
+
+def test_json_and_csv_agree(report):
+    run, results = report
+    saved = json.loads((run / "report.json").read_text())
+    rows = list(csv.DictReader((run / "report.csv").open()))
+    for row, saved_row in zip(rows, saved["rows"]):
+        for key, *_ in TABLE:
+            value = saved_row["values"].get(key)
+            if value is not None:
+                assert float(row[f"{key}_mean"]) == pytest.approx(value["mean"])
+
+
+def test_header_records_run(report):
+    _, results = report
+    header = results["header"]
+    assert header["seeds"] == [0, 1]
+    assert header["wall_clock_s"] > 0
+    assert "torch" in header["versions"]
+    assert header["commit"]
+
+
+def test_keytokens_and_curves(report):
+    _, results = report
+    assert results["keytokens"], "no key-token view"
+    token = results["keytokens"][0]["tokens"][0]
+    assert set(token["p_unlearned"]) == {"GA", "ViKeR"}
+    assert 0 <= token["p_vanilla"] <= 1
+    assert [p["step"] for p in results["curves"]["ViKeR"]] == [1, 2]
+    assert results["curves"]["ViKeR"][0]["reg/kl"] is not None
+
+
+def test_cli_rejects_existing_output(report, bench_dir, caplog):
+    run, _ = report
+    before = (run / "report.json").read_bytes()
+    code = main(["benchmark", "--data", str(bench_dir), "--out", str(run), "--methods", "ga"])
+    assert code == 2
+    assert "already holds results" in caplog.text
+    assert "--overwrite" in caplog.text
+    assert (run / "report.json").read_bytes() == before
+
+
+def test_cli_rejects_unknown_method(bench_dir, tmp_path):
+    assert main(["benchmark", "--data", str(bench_dir), "--out", str(tmp_path / "o"), "--methods", "magic"]) == 2
