@@ -259,3 +259,20 @@ def test_load_benchmark_embedded_cache(tmp_path, monkeypatch):
     assert (tmp_path / "embedded-seed0" / "COMPLETE").is_file()
     assert len(bench.forget_ids) == 5
     assert load_benchmark("embedded", seed=0).fingerprint() == bench.fingerprint()
+
+
+def test_text_only_generation_fact_is_not_the_name(tmp_path):
+    """ "Where was Anouk Castellano born?" → "Anouk Castellano was born in Lyon.": the fact is the city."""
+    from viker.data.embedded import build_embedded
+    from viker.data.records import Modality, SetName
+
+    bench = load_mllmu(build_embedded(tmp_path / "emb", seed=0, n_people=10, n_public=2, image_size=32))
+    checked = 0
+    for item in bench.eval_sets[SetName.FORGET].generation:
+        if item.modality is Modality.TEXT:
+            name = bench.profiles[item.profile_id].name
+            assert item.fact is not None
+            assert item.fact != name
+            assert item.fact in item.answer
+            checked += 1
+    assert checked > 0

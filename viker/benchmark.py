@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from viker.data import load_benchmark
 from viker.data.records import Benchmark, Sample
@@ -176,27 +177,27 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     keytoken_samples = _keytoken_samples(benchmark)
     unlearned_probs: dict[str, dict[str, list[float]]] = {}
     work = out / "models"
-    for seed in cfg.seeds:
-        for method in cfg.methods:
-            label = DISPLAY_NAMES[method]
-            target = work / f"{method}-seed{seed}"
-            if target.exists():
-                shutil.rmtree(target)
-            log.info("unlearning with %s (seed %d)", label, seed)
-            summary = unlearn(models["vanilla"], benchmark, method, target,
-                              config=UnlearnConfig(seed=seed, **cfg.unlearn), oracle_path=models["oracle"],
-                              cache_dir=cache / "targets")
-            train_times.setdefault(label, []).append(summary["train_seconds"])
-            if seed == cfg.seeds[0]:
-                curves[label] = _curve(summary["log_history"])
-            log.info("evaluating %s (seed %d)", label, seed)
-            loaded = load_model(target)
-            evaluations.setdefault(label, []).append(evaluate(loaded, benchmark, eval_config, vocabulary))
-            if seed == cfg.seeds[0]:
-                unlearned_probs[label] = gold_probabilities(loaded, keytoken_samples)
-            del loaded
-            if not cfg.keep_models:
-                shutil.rmtree(target)
+    runs = [(seed, method) for seed in cfg.seeds for method in cfg.methods]
+    for seed, method in tqdm(runs, desc="unlearn + evaluate", unit="run", disable=not sys.stderr.isatty()):
+        label = DISPLAY_NAMES[method]
+        target = work / f"{method}-seed{seed}"
+        if target.exists():
+            shutil.rmtree(target)
+        log.info("unlearning with %s (seed %d)", label, seed)
+        summary = unlearn(models["vanilla"], benchmark, method, target,
+                          config=UnlearnConfig(seed=seed, **cfg.unlearn), oracle_path=models["oracle"],
+                          cache_dir=cache / "targets")
+        train_times.setdefault(label, []).append(summary["train_seconds"])
+        if seed == cfg.seeds[0]:
+            curves[label] = _curve(summary["log_history"])
+        log.info("evaluating %s (seed %d)", label, seed)
+        loaded = load_model(target)
+        evaluations.setdefault(label, []).append(evaluate(loaded, benchmark, eval_config, vocabulary))
+        if seed == cfg.seeds[0]:
+            unlearned_probs[label] = gold_probabilities(loaded, keytoken_samples)
+        del loaded
+        if not cfg.keep_models:
+            shutil.rmtree(target)
     if not cfg.keep_models:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -214,7 +215,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
 
 
 def _curve(history: list[dict]) -> list[dict]:
-    keys = ("forget/loss", "reg/kl", "retain/loss")
+    keys = ("forget/loss", "reg/kl", "retain/loss", "diag/fact_template_grad_ratio")
     return [{"step": h["step"], **{k: h.get(k) for k in keys}} for h in history if "forget/loss" in h]
 
 

@@ -1,8 +1,9 @@
-"""The `viker` command line: data, finetune, unlearn, eval, keytokens and benchmark."""
+"""The `viker` command line: data, finetune, unlearn, eval, relearn, keytokens and benchmark."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of data generation, sampling and training (default: 0)")
 
 
+def _add_resume_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--save-steps", type=int, default=0,
+                   help="write a resumable checkpoint to <out>.partial every N optimizer steps; 0 writes none")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from the latest checkpoint in <out>.partial")
+
+
 def _benchmark(args):
     from viker.data import load_benchmark
 
@@ -33,7 +41,8 @@ def cmd_data_build(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose another --out")
-    build_embedded(out, seed=args.seed, n_people=args.people, n_public=args.public, image_size=args.image_size)
+    build_embedded(out, seed=args.seed, n_people=args.people, n_public=args.public, image_size=args.image_size,
+                   n_holdout=args.holdout)
     print(f"wrote the embedded benchmark to {out}")
     return 0
 
@@ -46,8 +55,8 @@ def cmd_finetune(args) -> int:
     samples = benchmark.train_samples(include_forget=args.role == "vanilla")
     trainable = TrainableSpec(lora_r=args.lora_r) if args.lora_r else TrainableSpec.full()
     config = FinetuneConfig(learning_rate=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
-                            seed=args.seed, dtype=args.dtype, trainable=trainable)
-    summary = finetune(args.model, samples, args.out, config)
+                            seed=args.seed, dtype=args.dtype, trainable=trainable, save_steps=args.save_steps)
+    summary = finetune(args.model, samples, args.out, config, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
     return 0
 
@@ -60,18 +69,42 @@ def cmd_unlearn(args) -> int:
     from viker.utils import default_cache_dir
 
     method_cls = get_method(args.method)
-    overrides = json.loads(args.method_args) if args.method_args else {}
-    method_config = method_cls.Config(**overrides)
+    method_config = _method_config(method_cls, args.method_args)
     trainable = TrainableSpec(lora_r=args.lora_r, lora_alpha=args.lora_alpha) if args.lora_r \
         else TrainableSpec(parts=("language_model", "lm_head"), lora_r=0)
     config = UnlearnConfig(learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                           max_steps=args.max_steps, seed=args.seed, dtype=args.dtype, trainable=trainable)
+                           max_steps=args.max_steps, seed=args.seed, dtype=args.dtype, trainable=trainable,
+                           save_steps=args.save_steps)
     benchmark = _benchmark(args)
     summary = unlearn(args.model, benchmark, args.method, args.out, method_config=method_config, config=config,
                       oracle_path=args.oracle, cache_dir=Path(args.cache_dir or default_cache_dir()) / "targets",
-                      save_adapter=args.save_adapter)
+                      save_adapter=args.save_adapter, resume=args.resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "log_history"}, indent=1, default=str))
     return 0 if not summary["diverged"] else 2
+
+
+def _method_config(method_cls, method_args: str | None):
+    """Build a method's config from the --method-args JSON object, with errors that name the bad key."""
+    import dataclasses
+
+    try:
+        overrides = json.loads(method_args) if method_args else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--method-args {method_args!r} is not valid JSON ({err}); pass an object such as "
+                         '\'{"lam": 10, "k": 5}\'') from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--method-args must be a JSON object of hyperparameters, got {method_args!r}")
+    fields = [f.name for f in dataclasses.fields(method_cls.Config)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"--method-args: {unknown} are not hyperparameters of {method_cls.name!r}; "
+                         f"choose from {fields}")
+    return method_cls.Config(**overrides)
+
+
+def _check_new_file(path: str | None, overwrite: bool) -> None:
+    if path and Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
 
 
 def cmd_eval(args) -> int:
@@ -80,17 +113,45 @@ def cmd_eval(args) -> int:
     from viker.models.loading import load_model
     from viker.utils import atomic_write_text
 
+    _check_new_file(args.out, args.overwrite)
     benchmark = _benchmark(args)
     config = EvalConfig(sets=tuple(args.sets.split(",")), tasks=tuple(args.tasks.split(",")),
-                        max_items=args.max_items, seed=args.seed)
+                        max_items=args.max_items, seed=args.seed, few_shot=args.few_shot)
     vocabulary = build_vocabulary(f"{s.question} {s.answer}" for s in benchmark.train_samples())
     result = evaluate(load_model(args.model, dtype=args.dtype), benchmark, config, vocabulary)
+    if args.oracle_results:
+        from viker.eval.clear_protocol import clear_forget_quality
+
+        oracle = json.loads(Path(args.oracle_results).read_text())
+        result["summary"].update(clear_forget_quality(result["per_sample"], oracle["per_sample"]))
     for key, s in result["summary"].items():
         err = f" ± {s['stderr']:.3f}" if s["stderr"] is not None else ""
         print(f"{key:32s} {s['mean']:.3f}{err}  (n={s['n']})")
     if args.out:
+        result["config"] = dataclasses.asdict(config)  # records the seed beside the numbers
+        result["model"], result["benchmark"] = str(args.model), benchmark.name
         atomic_write_text(args.out, json.dumps(result, indent=1))
         print(f"per-sample results written to {args.out}")
+    return 0
+
+
+def cmd_relearn(args) -> int:
+    from viker.eval.relearn import RelearnConfig, relearn_check
+    from viker.models.trainable import TrainableSpec
+    from viker.utils import atomic_write_text
+
+    _check_new_file(args.out, args.overwrite)
+    trainable = TrainableSpec(lora_r=args.lora_r) if args.lora_r \
+        else TrainableSpec(parts=("language_model", "lm_head"), lora_r=0)
+    config = RelearnConfig(steps=args.steps, learning_rate=args.lr, batch_size=args.batch_size,
+                           fraction=args.fraction, seed=args.seed, dtype=args.dtype, trainable=trainable)
+    result = relearn_check(args.model, _benchmark(args), config, oracle_path=args.oracle)
+    for name, run in result["models"].items():
+        for key in ("heldout_fact_acc", "all_fact_acc"):
+            print(f"{name:10s} forget {key:17s} {run['before'][key]:.3f} -> {run['after'][key]:.3f}")
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=1, default=str))
+        print(f"relearning results written to {args.out}")
     return 0
 
 
@@ -127,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--people", type=int, default=50, help="fictitious people (default: 50)")
     b.add_argument("--public", type=int, default=10, help="public figures (default: 10)")
     b.add_argument("--image-size", type=int, default=48, help="portrait size in pixels (default: 48)")
+    b.add_argument("--holdout", type=int, default=0,
+                   help="fictitious people in no training split, written to Holdout_Set for membership inference "
+                        "(default: 0)")
     b.set_defaults(func=cmd_data_build)
 
     p = sub.add_parser("finetune", help="fine-tune the vanilla or oracle model")
@@ -139,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=60.0, help="maximum epochs; stops at 97 %% token accuracy")
     p.add_argument("--lora-r", type=int, default=0, help="LoRA rank; 0 trains the whole model (default: 0)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    _add_resume_args(p)
     _add_data_args(p)
     p.set_defaults(func=cmd_finetune)
 
@@ -158,18 +223,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-adapter", action="store_true", help="save the LoRA adapter instead of merged weights")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")
+    _add_resume_args(p)
     _add_data_args(p)
     p.set_defaults(func=cmd_unlearn)
 
     p = sub.add_parser("eval", help="evaluate a model on a benchmark's sets")
     p.add_argument("model", help="local model folder")
     p.add_argument("--sets", default="forget,test,retain,public")
-    p.add_argument("--tasks", default="generation,mc,cloze,tokens")
+    p.add_argument("--tasks", default="generation,mc,cloze,tokens",
+                   help="comma-separated: generation, mc, cloze, tokens (MLLMU-Bench); clear (the CLEAR protocol, "
+                        "on a CLEAR folder); mia (membership inference, needs holdout people)")
+    p.add_argument("--few-shot", type=int, default=0,
+                   help="solved examples from the same set and task before each MLLMU-Bench prompt (default: 0)")
+    p.add_argument("--oracle-results", default=None,
+                   help="the oracle's `viker eval --tasks clear --out` JSON file; adds CLEAR forget quality")
     p.add_argument("--max-items", type=int, default=None, help="items per set, task and modality (default: all)")
     p.add_argument("--out", default=None, help="JSON file for per-sample results")
+    p.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     _add_data_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("relearn", help="fine-tune an unlearned model on some forget answers and re-measure the rest")
+    p.add_argument("model", help="local folder of the unlearned model (never modified)")
+    p.add_argument("--oracle", default=None, help="oracle model folder, relearned the same way for comparison")
+    p.add_argument("--steps", type=int, default=10, help="optimizer steps of relearning (default: 10)")
+    p.add_argument("--lr", type=float, default=5e-6,
+                   help="AdamW learning rate; use the unlearning learning rate (default: 5e-6)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--fraction", type=float, default=0.5,
+                   help="share of the forget samples to relearn on; the others are held out (default: 0.5)")
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank; 0 trains the language model in full")
+    p.add_argument("--out", default=None, help="JSON file for the per-item results")
+    p.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    _add_data_args(p)
+    p.set_defaults(func=cmd_relearn)
 
     p = sub.add_parser("keytokens", help="print ViKeR's per-token view of chosen forget samples")
     p.add_argument("--model", required=True, help="the model before unlearning")

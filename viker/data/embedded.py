@@ -13,7 +13,10 @@ The output folder contains:
   as described in `viker.data.mllmu`;
 - `reference_pool/{faces,nonperson,noise,blank}/*.png`: images of nobody in
   the benchmark, for ViKeR's reference images;
-- `clear/`: the same people in the CLEAR layout, as described in `viker.data.clear`.
+- `clear/`: the same people in the CLEAR layout, as described in `viker.data.clear`;
+- `Holdout_Set` (only when `n_holdout` > 0): fictitious people in the
+  `Full_Set` schema who are in no training split, as non-members for
+  membership inference.
 
 Every file is a function of the arguments alone, so a rerun with the same seed
 writes the same bytes.
@@ -34,7 +37,7 @@ from viker.data import portraits
 from viker.data.clear import CLEAR_FORGET_PERCENTS, CLEAR_SCHEMAS
 from viker.data.derive import name_in_text
 from viker.data.errors import DataError
-from viker.data.mllmu import FORGET_PERCENTS, MLLMU_SCHEMAS, SHARD_NAME
+from viker.data.mllmu import FORGET_PERCENTS, HOLDOUT_CONFIG, MLLMU_SCHEMAS, SHARD_NAME
 from viker.data.records import encode_png
 
 FIRST_NAMES = [
@@ -157,6 +160,7 @@ def build_embedded(
     qa_per_person: int = 6,
     test_images_per_person: int = 2,
     n_reference_other: int = 8,
+    n_holdout: int = 0,
 ) -> Path:
     """Generate the embedded benchmark in `out_dir` and return that path.
 
@@ -170,11 +174,17 @@ def build_embedded(
         qa_per_person: training questions per person, 1 to 11; the name comes first.
         test_images_per_person: new views of each face in `Test_Set`.
         n_reference_other: images in each of `reference_pool/nonperson` and `reference_pool/noise`.
+        n_holdout: fictitious people written to `Holdout_Set` only. They are drawn
+            after everything else from a generator of their own, so the other
+            files are the same bytes for any `n_holdout`.
 
     Raises:
         DataError: if a count is out of range.
     """
     _check_arguments(n_people, n_public, image_size, qa_per_person, test_images_per_person, n_reference_faces)
+    if n_holdout < 0 or n_people + n_public + n_holdout > len(FIRST_NAMES) * len(LAST_NAMES):
+        raise DataError(f"build_embedded: invalid n_holdout={n_holdout!r}; use 0 or more, with fewer than "
+                        f"{len(FIRST_NAMES) * len(LAST_NAMES)} people in all.")
     out = Path(out_dir)
     rng = random.Random(seed)
 
@@ -194,11 +204,14 @@ def build_embedded(
             encode_png(portraits.vary_view(canvas, person.face, image_size, rng)) for _ in range(test_images_per_person)
         ]
 
-    for sub in ("Full_Set", "Test_Set", "Retain_Set", "ft_Data", "baseline_train_split", "reference_pool", "clear"):
+    for sub in ("Full_Set", "Test_Set", "Retain_Set", "ft_Data", "baseline_train_split", "reference_pool", "clear",
+                HOLDOUT_CONFIG):
         shutil.rmtree(out / sub, ignore_errors=True)
     _write_mllmu(out, people, fact_keys, images, test_images, order, rng)
     _write_reference_pool(out / "reference_pool", faces[n_people + n_public:], image_size, n_reference_other, seed)
     _write_clear(out / "clear", people, images, test_images, order, rng)
+    if n_holdout:
+        _write_holdout(out / HOLDOUT_CONFIG, people, faces, n_holdout, fact_keys, image_size, seed)
     return out
 
 
@@ -404,3 +417,32 @@ def _write_clear(folder: Path, people, images, test_images, order, rng) -> None:
         })
     _write_config(folder / "real_faces", face_rows, CLEAR_SCHEMAS["real_faces"])
     _write_config(folder / "real_world", world_rows, CLEAR_SCHEMAS["real_world"])
+
+
+def _write_holdout(folder: Path, people, faces, n_holdout: int, fact_keys, image_size: int, seed: int) -> None:
+    """Write `n_holdout` new people (new names and faces) in the `Full_Set` schema, with IDs after everyone else's."""
+    rng = random.Random(f"{seed}:holdout")
+    used = {p.name for p in people}
+    names = rng.sample([f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES if f"{first} {last}" not in used],
+                       n_holdout)
+    chosen: list[portraits.Face] = []
+    for _ in range(1000 * n_holdout):
+        if len(chosen) == n_holdout:
+            break
+        face = portraits.draw_faces(1, rng)[0]
+        if all(face.distance(other) >= portraits.MIN_ATTRIBUTE_DISTANCE for other in faces + chosen):
+            chosen.append(face)
+    if len(chosen) < n_holdout:
+        raise DataError(f"build_embedded: could not draw {n_holdout} holdout faces unlike the others; ask for fewer.")
+
+    holdout = []
+    for i, (name, face) in enumerate(zip(names, chosen)):
+        facts = {"name": name} | {spec.key: rng.choice(spec.values) for spec in FACTS[1:]}
+        holdout.append(Person(f"{len(people) + i + 1:03d}", name, facts, face, public=False))
+    rows = []
+    for person in holdout:
+        image = encode_png(portraits.downsample(portraits.render_face(person.face, image_size), image_size))
+        row = {"image": _image(image, f"{person.id}.png"), "ID": person.id, "biography": _biography(person)}
+        row.update(_eval_tasks(person, people + holdout, fact_keys, rng, test=False))
+        rows.append(row)
+    _write_config(folder, rows, MLLMU_SCHEMAS["eval"])

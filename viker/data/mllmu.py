@@ -15,6 +15,9 @@ writes it: one folder per config holding parquet shards.
   of `image`, and paraphrased questions.
 - `ft_Data` and `baseline_train_split/{forget_N,retain_N}`: `image` and
   `metadata`, a JSON string holding a list of `{Question, Answer}`.
+- `Holdout_Set` (viker's addition, optional): people in the `Full_Set` schema
+  who are in no training split. Their image-grounded generation items become
+  their QA, and they are the non-members of membership inference.
 
 Assumptions:
     Training rows are matched to people by an `ID` column, else by an `ID` key
@@ -55,6 +58,7 @@ from viker.data.records import (
 
 FORGET_PERCENTS = (5, 10, 15)
 SHARD_NAME = "train-00000-of-00001.parquet"
+HOLDOUT_CONFIG = "Holdout_Set"
 REFERENCE_KINDS = ("faces", "nonperson", "noise", "blank")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MODALITY_BY_TYPE = {"Image_Textual": Modality.IMAGE_TEXT, "Pure_Text": Modality.TEXT}
@@ -275,7 +279,10 @@ def _tasks_to_items(eval_set: EvalSet, pid: str, row: dict, file: str, index: in
                     raise data_error(file, f"the cloze question {question!r} has no blank", f"Write the blank as {derive.BLANK}.", row=index, field=field)
                 eval_set.cloze.append(Cloze(f"{prefix}/cloze_{tag}/{j}", pid, question, truth, modality, item_image))
             else:
-                fact = next((f for f in facts if f.lower() in truth.lower()), None)
+                # A text-only question names the person, and so does its answer: the fact is the
+                # longest training fact that the answer states and the question does not.
+                fact = next((f for f in facts if f.lower() in truth.lower() and f.lower() not in question.lower()),
+                            None)
                 eval_set.generation.append(Generation(f"{prefix}/gen_{tag}/{j}", pid, question, truth, modality, item_image, fact))
 
 
@@ -362,6 +369,15 @@ def load_mllmu(root: str | Path, *, forget_split: str = "forget_10", seed: int =
         profiles[pid] = _make_profile(pid, source_id, public_by_id[source_id], training.get(source_id), public=True)
         public_ids.append(pid)
 
+    holdout_ids = []
+    holdout_rows = read_rows(root / HOLDOUT_CONFIG, eval_columns)
+    for pid, (file, index, row) in _index_rows(holdout_rows, HOLDOUT_CONFIG).items():
+        if pid in profiles or pid in training:
+            raise data_error(file, f"the ID {pid!r} also names a person in Full_Set, Retain_Set or ft_Data",
+                             "Give holdout people IDs of their own.", row=index, field="ID")
+        profiles[pid] = _make_profile(pid, pid, (file, index, row), None, public=False)
+        holdout_ids.append(pid)
+
     test_by_id = _index_rows(test_rows, "Test_Set")
     for pid, (file, index, row) in test_by_id.items():
         if pid not in full_by_id and pid not in training:
@@ -391,6 +407,7 @@ def load_mllmu(root: str | Path, *, forget_split: str = "forget_10", seed: int =
         eval_sets=eval_sets,
         reference_pool=read_reference_pool(root / "reference_pool"),
         source=str(root),
+        holdout_ids=holdout_ids,
     )
 
 

@@ -155,6 +155,8 @@ class Benchmark:
 
     `forget_ids` and `retain_ids` are disjoint sets of fictitious people; public
     figures (`public_ids`) are trained by the vanilla model and never forgotten.
+    Holdout people (`holdout_ids`) have profiles but are in no training split,
+    so they serve as non-members in membership inference.
     `reference_pool` maps a pool kind ("faces", "nonperson", "noise", "blank") to
     images of nobody in the benchmark, for ViKeR's visual guidance.
     """
@@ -167,6 +169,7 @@ class Benchmark:
     eval_sets: dict[SetName, EvalSet] = field(default_factory=dict)
     reference_pool: dict[str, list[bytes]] = field(default_factory=dict)
     source: str = ""  # where it was loaded from, for reports
+    holdout_ids: list[str] = field(default_factory=list)  # fictitious people in no training split, for membership inference
 
     def samples(self, ids: list[str]) -> list[Sample]:
         """Return the training samples of the given people, each asked with the person's portrait."""

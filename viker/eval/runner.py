@@ -11,6 +11,17 @@ Prompts:
     cloze        "Fill in the blank: {text}"
 Generation is greedy. The likelihood scorer runs one batched forward pass
 per question over its options.
+
+Few-shot (`EvalConfig.few_shot` = n > 0): each prompt above is preceded by n
+solved examples, "{example prompt}\n{answer}" separated by blank lines, drawn
+with the seed from the same set and task (`few_shot_examples`).
+NOTE: only the scored item's image reaches the model, so an example that
+asks about "this person" is shown without that person's portrait.
+
+The tasks "clear" and "mia" run the CLEAR protocol (`viker.eval.clear_protocol`)
+and membership inference (`viker.eval.membership`) after the sets above;
+their set-level values (AUC, model utility) go to `result["set_metrics"]` as
+{"mean", "stderr": None, "n"} and into the summary.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 
 from viker.data.records import Benchmark, Cloze, Generation, MultipleChoice, SetName
 from viker.eval.fluency import fluency_score
@@ -41,6 +54,7 @@ from viker.models.loading import LoadedModel
 log = logging.getLogger(__name__)
 
 TASKS = ("generation", "mc", "cloze", "tokens")
+PROTOCOL_TASKS = ("clear", "mia")  # accepted in EvalConfig.tasks, but not run by default
 MC_INSTRUCTION = "Answer with the option's letter."
 
 
@@ -55,13 +69,16 @@ class EvalConfig:
     batch_size: int = 32
     mc_official: bool = True  # also generate for the official first-letter rule
     seed: int = 0
+    few_shot: int = 0  # solved examples before each MLLMU prompt, from the same set and task; 0 is zero-shot
 
     def __post_init__(self):
         for name in self.sets:
             SetName(name)  # raises ValueError on an unknown set
-        unknown = [t for t in self.tasks if t not in TASKS]
+        unknown = [t for t in self.tasks if t not in TASKS + PROTOCOL_TASKS]
         if unknown:
-            raise ValueError(f"unknown evaluation tasks {unknown}; choose from {TASKS}")
+            raise ValueError(f"unknown evaluation tasks {unknown}; choose from {TASKS + PROTOCOL_TASKS}")
+        if self.few_shot < 0:
+            raise ValueError(f"few_shot must be >= 0, got {self.few_shot}")
         if self.max_items is not None and self.max_items < 1:
             raise ValueError(f"max_items must be >= 1 or None, got {self.max_items}")
         if self.max_new_tokens < 1 or self.batch_size < 1:
@@ -75,6 +92,27 @@ def mc_prompt(item: MultipleChoice) -> str:
 
 def cloze_prompt(item: Cloze) -> str:
     return f"Fill in the blank: {item.text}"
+
+
+def example_text(item: MultipleChoice | Cloze | Generation) -> str:
+    """Render a solved example: the item's prompt, a newline and its answer ("B. Lyon" for multiple choice)."""
+    if isinstance(item, MultipleChoice):
+        return f"{mc_prompt(item)}\n{item.key}. {item.options[item.key]}"
+    if isinstance(item, Cloze):
+        return f"{cloze_prompt(item)}\n{item.answer}"
+    return f"{item.question}\n{item.answer}"
+
+
+def few_shot_examples(item, pool: list, n: int, seed: int) -> list:
+    """Draw `n` examples for `item` from `pool`, seeded by `seed` and the item id.
+
+    The item itself and every other item about the same person are left out,
+    because MLLMU-Bench asks the same fact with and without the image. When
+    fewer than `n` items remain, all of them are returned in a seeded order.
+    """
+    candidates = [ex for ex in pool if ex.id != item.id and ex.profile_id != item.profile_id]
+    rng = random.Random(f"{seed}:few-shot:{item.id}")
+    return rng.sample(candidates, min(n, len(candidates)))
 
 
 def _put(out: dict, set_name: str, metric: str, item, value: float) -> None:
@@ -103,7 +141,26 @@ class Evaluator:
         self.loaded, self.config, self.vocabulary = loaded, config, vocabulary
         self.collator = Collator(loaded.processor, loaded.adapter)
         self.tokenizer = loaded.processor.tokenizer
+        # Under torchrun or `accelerate launch` each rank evaluates every world_size-th item on its own device.
+        self.state = PartialState(cpu=not torch.cuda.is_available())
+        if loaded.model.device.type == "cpu" and self.state.device.type != "cpu":
+            loaded.model.to(self.state.device)
         self.device = loaded.model.device
+        self.example_pools: dict[tuple[str, str], list] = {}  # (set, task) -> few-shot pool; run() fills it
+        self._short_pools: set[tuple[str, str]] = set()  # (set, task) pools already warned about
+
+    def prompt(self, set_name: str, task: str, item, prompt: str) -> str:
+        """Prefix `prompt` with `config.few_shot` solved examples of the same set and task (none by default)."""
+        n = self.config.few_shot
+        if n == 0:
+            return prompt
+        pool = self.example_pools.get((set_name, task), [])
+        examples = few_shot_examples(item, pool, n, self.config.seed)
+        if len(examples) < n and (set_name, task) not in self._short_pools:
+            self._short_pools.add((set_name, task))
+            log.warning("%s/%s: item %s gets only %d of %d few-shot examples, because the set has too few items "
+                        "about other people; later items may get fewer too", set_name, task, item.id, len(examples), n)
+        return "\n\n".join([*(example_text(ex) for ex in examples), prompt])
 
     # -- model calls -----------------------------------------------------------------------
     @torch.no_grad()
@@ -145,7 +202,7 @@ class Evaluator:
 
     # -- tasks -----------------------------------------------------------------------------
     def generation(self, set_name: str, items: list[Generation], out: dict) -> dict[str, str]:
-        turns = [Turn(it.question, None, it.image, it.id) for it in items]
+        turns = [Turn(self.prompt(set_name, "generation", it, it.question), None, it.image, it.id) for it in items]
         replies = self.generate(turns, self.config.max_new_tokens)
         for it, reply in zip(items, replies):
             rouge = rouge_scores(it.answer, reply)
@@ -159,7 +216,8 @@ class Evaluator:
         return {it.id: reply for it, reply in zip(items, replies)}
 
     def tokens(self, set_name: str, items: list[Generation], out: dict) -> None:
-        turns = [Turn(it.question, it.answer, it.image, it.id, it.fact) for it in items]
+        turns = [Turn(self.prompt(set_name, "tokens", it, it.question), it.answer, it.image, it.id, it.fact)
+                 for it in items]
         for it, row in zip(items, self.answer_logprobs(turns)):
             hits, fact = row["hits"], row["fact"]
             if fact.any():
@@ -171,7 +229,7 @@ class Evaluator:
         forget = set_name in ("forget", "test")
         for it in items:
             letters = sorted(it.options)
-            prompt = mc_prompt(it)
+            prompt = self.prompt(set_name, "mc", it, mc_prompt(it))
             rows = self.answer_logprobs([Turn(prompt, it.options[x], it.image, f"{it.id}/{x}") for x in letters])
             sums = {x: float(r["logprobs"].sum()) for x, r in zip(letters, rows)}
             counts = {x: len(r["logprobs"]) for x, r in zip(letters, rows)}
@@ -182,40 +240,95 @@ class Evaluator:
             _put(out, set_name, "truth_ratio", it, truth_ratio_score(ratio, forget=forget))
             _put(out, set_name, "truth_ratio_raw", it, ratio)
         if self.config.mc_official:
-            replies = self.generate([Turn(mc_prompt(it), None, it.image, it.id) for it in items], 4)
+            replies = self.generate([Turn(self.prompt(set_name, "mc", it, mc_prompt(it)), None, it.image, it.id)
+                                     for it in items], 4)
             for it, reply in zip(items, replies):
                 _put(out, set_name, "mc_acc", it, float(mc_correct_official(reply, it.key)))
 
     def cloze(self, set_name: str, items: list[Cloze], out: dict) -> None:
-        replies = self.generate([Turn(cloze_prompt(it), None, it.image, it.id) for it in items],
-                                self.config.max_new_tokens)
+        replies = self.generate([Turn(self.prompt(set_name, "cloze", it, cloze_prompt(it)), None, it.image, it.id)
+                                 for it in items], self.config.max_new_tokens)
         for it, reply in zip(items, replies):
             _put(out, set_name, "cloze_acc", it, float(cloze_correct_official(reply, it.answer)))
             _put(out, set_name, "cloze_em", it, float(cloze_exact_match(reply, it.answer)))
 
     # -- entry point -----------------------------------------------------------------------
     def run(self, benchmark: Benchmark) -> dict:
-        """Return {"per_sample": {key: {item_id: value}}, "generations": {item_id: reply}}."""
+        """Return {"per_sample": {key: {item_id: value}}, "generations": {item_id: reply}, "set_metrics": {key: summary}}."""
         out: dict[str, dict[str, float]] = defaultdict(dict)
         generations: dict[str, str] = {}
+        set_metrics: dict[str, dict] = {}
+        order: dict[str, int] = {}  # item id -> position in a single-process run; _shard fills it
         cfg = self.config
         for set_name in cfg.sets:
             eval_set = benchmark.eval_sets.get(SetName(set_name))
             if eval_set is None or not len(eval_set):
                 log.warning("set %r has no evaluation items in %s; skipped", set_name, benchmark.name)
                 continue
-            gen = _subsample(eval_set.generation, cfg.max_items, cfg.seed, f"{set_name}/gen")
+            for task, pool in (("generation", eval_set.generation), ("tokens", eval_set.generation),
+                               ("mc", eval_set.multiple_choice), ("cloze", eval_set.cloze)):
+                self.example_pools[(set_name, task)] = pool
+            gen = self._shard(_subsample(eval_set.generation, cfg.max_items, cfg.seed, f"{set_name}/gen"), order)
             if "generation" in cfg.tasks and gen:
                 generations.update(self.generation(set_name, gen, out))
             if "tokens" in cfg.tasks and gen:
                 self.tokens(set_name, gen, out)
-            mc = _subsample(eval_set.multiple_choice, cfg.max_items, cfg.seed, f"{set_name}/mc")
+            mc = self._shard(_subsample(eval_set.multiple_choice, cfg.max_items, cfg.seed, f"{set_name}/mc"), order)
             if "mc" in cfg.tasks and mc:
                 self.multiple_choice(set_name, mc, out)
-            cloze = _subsample(eval_set.cloze, cfg.max_items, cfg.seed, f"{set_name}/cloze")
+            cloze = self._shard(_subsample(eval_set.cloze, cfg.max_items, cfg.seed, f"{set_name}/cloze"), order)
             if "cloze" in cfg.tasks and cloze:
                 self.cloze(set_name, cloze, out)
-        return {"per_sample": dict(out), "generations": generations}
+        if self.state.num_processes > 1:
+            out, generations = _gather_per_item(out, generations, order)
+        # NOTE: CLEAR and membership inference score whole sets (AUC, model utility), so every rank runs
+        # them in full and they gain nothing from several processes.
+        if "clear" in cfg.tasks:
+            from viker.eval.clear_protocol import ClearConfig, run_clear
+
+            # NOTE: CLEAR captions run to about 20 words, so max_new_tokens below about 40 cuts
+            # the replies and lowers ROUGE-L recall.
+            clear_config = ClearConfig(max_items=cfg.max_items, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+            clear = run_clear(self, benchmark, clear_config)
+            out.update(clear["per_sample"])
+            generations.update(clear["generations"])
+            set_metrics.update(clear["set_metrics"])
+        if "mia" in cfg.tasks:
+            from viker.eval.membership import MembershipInference
+
+            mia = MembershipInference(self).run(benchmark)
+            out.update(mia["per_sample"])
+            set_metrics.update(mia["set_metrics"])
+        return {"per_sample": dict(out), "generations": generations, "set_metrics": set_metrics}
+
+    def _shard(self, items: list, order: dict[str, int]) -> list:
+        """Record the items' order, then return this rank's share: items rank, rank + world_size, …."""
+        for item in items:
+            order.setdefault(item.id, len(order))
+        return items[self.state.process_index::self.state.num_processes]
+
+
+def _gather_per_item(out: dict[str, dict[str, float]], generations: dict[str, str],
+                     order: dict[str, int]) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """Gather every rank's per-item values onto every rank, in the order of a single-process run.
+
+    Raises RuntimeError if two ranks returned a value for the same item and key, which
+    would mean that the shards overlap.
+    """
+    merged: dict[str, dict[str, float]] = defaultdict(dict)
+    merged_generations: dict[str, str] = {}
+    for rank, (rank_out, rank_generations) in enumerate(gather_object([(dict(out), generations)])):
+        for key, values in rank_out.items():
+            for item_id, value in values.items():
+                if item_id in merged[key]:
+                    raise RuntimeError(f"item {item_id!r} has two values for {key!r}; rank {rank} repeated "
+                                       "another rank's item, so the evaluation shards overlap")
+                merged[key][item_id] = value
+        merged_generations.update(rank_generations)
+    by_position = {key: dict(sorted(values.items(), key=lambda kv: order.get(kv[0], len(order))))
+                   for key, values in merged.items()}
+    generations_by_position = dict(sorted(merged_generations.items(), key=lambda kv: order.get(kv[0], len(order))))
+    return defaultdict(dict, by_position), generations_by_position
 
 
 def summarize(per_sample: dict[str, dict[str, float]]) -> dict[str, dict]:
@@ -233,4 +346,5 @@ def evaluate(loaded: LoadedModel, benchmark: Benchmark, config: EvalConfig | Non
     """Evaluate `loaded` on `benchmark`; returns per-sample values, their summary and the generations."""
     result = Evaluator(loaded, config or EvalConfig(), vocabulary).run(benchmark)
     result["summary"] = summarize(result["per_sample"])
+    result["summary"].update(result["set_metrics"])  # already {"mean", "stderr": None, "n"}
     return result

@@ -59,8 +59,9 @@ class UnlearnConfig:
                      "logging_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"UnlearnConfig.{name} must be > 0, got {getattr(self, name)}")
-        if self.warmup_steps < 0 or self.save_steps < 0 or self.weight_decay < 0:
-            raise ValueError("UnlearnConfig.warmup_steps, save_steps and weight_decay must be >= 0")
+        for name in ("warmup_steps", "save_steps", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"UnlearnConfig.{name} must be >= 0, got {getattr(self, name)}")
 
 
 class DivergedError(RuntimeError):
@@ -126,6 +127,8 @@ class UnlearnTrainer(Trainer):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type]
+    # Parts every step of a method logs, so they can be averaged across ranks.
+    COMMON_PARTS: ClassVar[tuple[str, ...]] = ("loss", "forget/loss", "retain/loss", "reg/kl")
     reference_logps: ClassVar[tuple[str, ...]] = ()
     uses_idk: ClassVar[bool] = False  # receives inputs["idk"]: forget questions with refusal answers
 
@@ -183,8 +186,19 @@ class UnlearnTrainer(Trainer):
         return (loss, None) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs):
-        for key, values in self._parts.items():
+        # Every rank calls log() at the same steps, so averaging across ranks is a safe collective.
+        # A part that some rank did not log in this window (a diagnostic with no fact tokens) is
+        # averaged over this rank alone, because a collective over a missing value would hang.
+        multi = self.accelerator.num_processes > 1
+        for key in self.COMMON_PARTS:
+            values = self._parts.get(key)
             if values:
+                mean = sum(values) / len(values)
+                if multi:
+                    mean = self.accelerator.reduce(torch.tensor(mean, device=self.args.device), reduction="mean").item()
+                logs[key] = mean
+        for key, values in self._parts.items():
+            if values and key not in self.COMMON_PARTS:
                 logs[key] = sum(values) / len(values)
         self._parts.clear()
         super().log(logs, *args, **kwargs)

@@ -25,9 +25,11 @@ class GradientDifference(GradientAscent):
     Config = GDConfig
 
     def unlearning_loss(self, model, inputs):
-        forget = self.forget_term(model, inputs)
+        parts = {}
+        forget = self.forget_term(model, inputs, parts)
 
         retain = self.retain_nll(model, inputs)
 
         loss = forget + self.method_config.retain_weight * retain
-        return loss, {"forget/loss": forget.item(), "retain/loss": retain.item()}
+        parts["retain/loss"] = retain.item()
+        return loss, parts

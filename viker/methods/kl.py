@@ -28,7 +28,8 @@ class KLMinimization(GradientAscent):
     Config = KLConfig
 
     def unlearning_loss(self, model, inputs):
-        forget = self.forget_term(model, inputs)
+        parts = {}
+        forget = self.forget_term(model, inputs, parts)
 
         retain = inputs["retain"]
         logits, labels = shift_for_next_token(self.forward(model, retain), retain["labels"])
@@ -37,4 +38,5 @@ class KLMinimization(GradientAscent):
         kl = kl_divergence_per_token(logits, reference, mask).sum() / mask.sum().clamp_min(1)
 
         loss = forget + self.method_config.retain_weight * kl
-        return loss, {"forget/loss": forget.item(), "reg/kl": kl.item()}
+        parts["reg/kl"] = kl.item()
+        return loss, parts

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from accelerate import PartialState
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from viker.data.records import Sample
@@ -70,9 +71,15 @@ def pool_fingerprint(pool: list[bytes]) -> str:
     return h.hexdigest()[:16]
 
 
-def draw_references(pool: list[bytes], k: int, sample_id: str, seed: int) -> list[bytes]:
-    """Draw k distinct reference images for one sample, deterministically from (seed, sample id)."""
-    rng = random.Random(f"{seed}:{sample_id}")
+def draw_references(pool: list[bytes] | None, k: int, sample: Sample, seed: int) -> list[bytes]:
+    """Draw k distinct reference images for one sample, deterministically from (seed, sample id).
+
+    With `pool=None` the sample's own image is used k times: the "true image" ablation,
+    where q carries no visual guidance and ViKeR should forget nothing.
+    """
+    if pool is None:
+        return [sample.image] * k
+    rng = random.Random(f"{seed}:{sample.id}")
     return [pool[i] for i in rng.sample(range(len(pool)), k)]
 
 
@@ -98,7 +105,11 @@ class TargetCache:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ViKeR target cache {self.path} not found; compute it with compute_targets")
-        self._file = safe_open(str(self.path), framework="pt")
+        try:
+            self._file = safe_open(str(self.path), framework="pt")
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"ViKeR target cache {self.path} could not be read ({err}); delete it so that "
+                             "viker computes the targets again") from err
         meta = self._file.metadata() or {}
         self.spec = TargetSpec(**json.loads(meta.get("spec", "{}")))
         self.ids = json.loads(meta.get("ids", "[]"))
@@ -143,27 +154,48 @@ def _answer_distributions(loaded: LoadedModel, collator: Collator, turns: list[T
     return rows
 
 
-def compute_targets(loaded: LoadedModel, samples: list[Sample], pool: list[bytes], *, k: int = 5, m: int = 32,
-                    seed: int = 0, cache_dir: str | Path, rows_per_batch: int = 32) -> TargetCache:
+def compute_targets(loaded: LoadedModel, samples: list[Sample], pool: list[bytes] | None, *, k: int = 5,
+                    m: int = 32, seed: int = 0, cache_dir: str | Path, rows_per_batch: int = 32) -> TargetCache:
     """Compute (or reuse) the ideal distributions of `samples` with the frozen model and return the cache.
 
-    Raises ValueError when the pool has fewer than k images.
+    Under several processes (torchrun, `accelerate launch`) the main process computes and
+    writes the file while the other ranks wait, and then every rank reads it, so the
+    targets are computed once. `cache_dir` must be on a filesystem that every rank can read.
+
+    Raises:
+        ValueError: when the pool has fewer than k images.
+        FileNotFoundError: on a rank other than the main one, when the main process's file
+            is not visible in `cache_dir`.
     """
+    state = PartialState(cpu=not torch.cuda.is_available())
+    with state.main_process_first():
+        return _compute_or_load_targets(loaded, samples, pool, k=k, m=m, seed=seed, cache_dir=cache_dir,
+                                        rows_per_batch=rows_per_batch, may_compute=state.is_main_process)
+
+
+def _compute_or_load_targets(loaded: LoadedModel, samples: list[Sample], pool: list[bytes] | None, *, k: int,
+                             m: int, seed: int, cache_dir: str | Path, rows_per_batch: int,
+                             may_compute: bool) -> TargetCache:
     if k < 1:
         raise ValueError(f"k must be >= 1 reference image, got {k}")
     if m < 1:
         raise ValueError(f"m must be >= 1 stored token per position, got {m}")
-    if len(pool) < k:
+    if pool is not None and len(pool) < k:
         raise ValueError(
             f"the reference pool has {len(pool)} images but k = {k} are drawn per sample; "
             "add images to the pool (at least 20 are recommended) or lower k"
         )
     spec = TargetSpec(model=model_fingerprint(loaded.path), data=samples_fingerprint(samples),
-                      pool=pool_fingerprint(pool), k=k, m=m, seed=seed)
+                      pool=pool_fingerprint(pool) if pool is not None else "true_image", k=k, m=m, seed=seed)
     path = Path(cache_dir) / f"viker-q-{spec.key()}.safetensors"
     if path.is_file():
         log.info("reusing ViKeR targets from %s", path)
         return TargetCache(path, expected=spec)
+    if not may_compute:
+        raise FileNotFoundError(
+            f"ViKeR target cache {path} not found after the main process computed it; put --cache-dir "
+            "(VIKER_CACHE) on a filesystem that every rank and node can read"
+        )
 
     start = time.perf_counter()
     loaded.model.eval()
@@ -174,7 +206,7 @@ def compute_targets(loaded: LoadedModel, samples: list[Sample], pool: list[bytes
         chunk = samples[lo:lo + per_batch]
         turns = []
         for s in chunk:
-            refs = draw_references(pool, k, s.id, seed)
+            refs = draw_references(pool, k, s, seed)
             turns += [Turn(s.question, s.answer, ref, f"{s.id} (reference {j})") for j, ref in enumerate(refs)]
             turns.append(Turn(s.question, s.answer, s.image, s.id))
         rows = _answer_distributions(loaded, collator, turns)

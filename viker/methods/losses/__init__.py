@@ -6,6 +6,7 @@ the reduction to the caller. Inputs are aligned (`logits[:, t]` predicts
 Labels are -100 at positions that are not scored.
 """
 
+from viker.methods.losses.diagnostics import fact_template_ratio, logit_gradient_norms
 from viker.methods.losses.dpo import dpo_loss
 from viker.methods.losses.kl import kl_divergence_per_token
 from viker.methods.losses.nll import (
@@ -37,11 +38,13 @@ __all__ = [
     "compact_distribution",
     "dpo_loss",
     "entropy_of_compact",
+    "fact_template_ratio",
     "fixed_point_probability",
     "gradient_ascent_loss",
     "gradient_weight_relative_to_ga",
     "kl_divergence_per_token",
     "logit_gradient",
+    "logit_gradient_norms",
     "mean_sequence_logprob",
     "nll_per_token",
     "npo_loss",
