@@ -66,3 +66,22 @@ def test_keytokens_cli_prints_table(tiny_model_dir, tmp_path, capsys):
     assert out.count("Q: ") == 2
     # Every answer ends with the end-of-turn token, printed as its own row.
     assert out.count("'</s>'") == 2
+
+
+def test_keytokens_pool_dir(tiny_model_dir, tmp_path, capsys):
+    """--pool-dir replaces the pool; a folder with fewer images than k is rejected by name."""
+    from PIL import Image
+
+    from viker.data.embedded import build_embedded
+
+    data = build_embedded(tmp_path / "data", seed=0, n_people=10, n_public=2, image_size=32, qa_per_person=3,
+                          n_reference_faces=6, test_images_per_person=1, n_reference_other=2)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(pool / f"ref{i}.png")
+    args = ["keytokens", "--model", str(tiny_model_dir), "--data", str(data), "--samples", "1",
+            "--cache-dir", str(tmp_path / "cache"), "--pool-dir", str(pool)]
+    assert main(args + ["--k", "3"]) == 0
+    assert "H(q)" in capsys.readouterr().out
+    assert main(args + ["--k", "5"]) == 2

@@ -20,6 +20,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", default=None, help="folder of portraits for a profiles file")
     p.add_argument("--forget-split", default="forget_10", help="forget_5, forget_10 or forget_15 (default: forget_10)")
     p.add_argument("--seed", type=int, default=0, help="seed of data generation, sampling and training (default: 0)")
+    p.add_argument("--pool-dir", default=None,
+                   help="folder of reference images (people or things not in the benchmark) for ViKeR's targets")
 
 
 def _add_resume_args(p: argparse.ArgumentParser) -> None:
@@ -32,7 +34,14 @@ def _add_resume_args(p: argparse.ArgumentParser) -> None:
 def _benchmark(args):
     from viker.data import load_benchmark
 
-    return load_benchmark(args.data, forget_split=args.forget_split, seed=args.seed, images=args.images)
+    benchmark = load_benchmark(args.data, forget_split=args.forget_split, seed=args.seed, images=args.images)
+    if getattr(args, "pool_dir", None):
+        from viker.data.mllmu import read_image_folder
+
+        # A user's folder replaces the pool kind that ViKeR draws from ("faces" unless --pool says otherwise).
+        kind = getattr(args, "pool", None) or "faces"
+        benchmark.reference_pool[kind] = read_image_folder(Path(args.pool_dir))
+    return benchmark
 
 
 def cmd_data_build(args) -> int:
@@ -158,7 +167,7 @@ def cmd_relearn(args) -> int:
 def cmd_keytokens(args) -> int:
     from viker.keytokens import print_keytokens
 
-    return print_keytokens(args)
+    return print_keytokens(args, _benchmark(args))
 
 
 def cmd_benchmark(args) -> int:
@@ -298,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("transformers", "datasets", "accelerate", "peft"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # per-file loading bars; viker logs each stage instead
     try:
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError) as err:

@@ -85,9 +85,8 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def print_keytokens(args) -> int:
+def print_keytokens(args, benchmark) -> int:
     """`viker keytokens`: compute (or reuse) q for the forget split and print the first samples."""
-    from viker.data import load_benchmark
     from viker.methods.losses import check_viker_lambda
     from viker.methods.run import reference_pool
     from viker.methods.targets import compute_targets
@@ -95,7 +94,6 @@ def print_keytokens(args) -> int:
     from viker.utils import default_cache_dir
 
     check_viker_lambda(args.lam)
-    benchmark = load_benchmark(args.data, forget_split=args.forget_split, seed=args.seed, images=args.images)
     loaded = load_model(args.model)
     forget = benchmark.forget_samples()
     cache = compute_targets(loaded, forget, reference_pool(benchmark, args.pool), k=args.k, seed=args.seed,

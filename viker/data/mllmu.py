@@ -312,16 +312,25 @@ def read_reference_pool(folder: Path) -> dict[str, list[bytes]]:
         sub = folder / kind
         if not sub.is_dir():
             continue
-        images = []
-        for path in sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            data = path.read_bytes()
-            try:
-                decode_image(data, source=str(path))
-            except ValueError as err:
-                raise DataError(str(err)) from err
-            images.append(data)
-        pool[kind] = images
+        pool[kind] = read_image_folder(sub)
     return pool
+
+
+def read_image_folder(folder: Path) -> list[bytes]:
+    """Read every PNG/JPEG file in `folder`, in sorted file order, checking that each decodes."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: image folder not found. Pass an existing folder of PNG or JPEG files.")
+    images = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        data = path.read_bytes()
+        try:
+            decode_image(data, source=str(path))
+        except ValueError as err:
+            raise DataError(str(err)) from err
+        images.append(data)
+    if not images:
+        raise DataError(f"{folder}: no PNG or JPEG images found. Put the reference images in this folder.")
+    return images
 
 
 # ---------------------------------------------------------------- loader
