@@ -116,3 +116,12 @@ def test_summarize_stderr():
     summary = summarize({"forget/fact_acc": {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0}})
     assert summary["forget/fact_acc"]["mean"] == 0.5
     assert summary["forget/fact_acc"]["stderr"] == pytest.approx(0.288675, rel=1e-5)
+    assert summary["forget/fact_acc"]["arrow"] == "↓"
+
+
+def test_summary_direction_per_set():
+    summary = summarize({"retain/image_text/fact_acc": {"a": 1.0}, "forget/fluency": {"a": 0.5},
+                         "forget/truth_ratio_raw": {"a": 2.0}, "mia/loss/custom": {"a": 1.0}})
+    assert summary["retain/image_text/fact_acc"]["direction"] == "higher"
+    assert summary["forget/fluency"]["direction"] == "higher"
+    assert summary["mia/loss/custom"]["direction"] is None

@@ -37,7 +37,7 @@ from accelerate.utils import gather_object
 
 from viker.data.records import Benchmark, Cloze, Generation, MultipleChoice, SetName
 from viker.eval.fluency import fluency_score
-from viker.eval.registry import aggregate
+from viker.eval.registry import aggregate, arrow, direction_for
 from viker.eval.text_metrics import (
     choose_by_likelihood,
     cloze_correct_official,
@@ -332,13 +332,26 @@ def _gather_per_item(out: dict[str, dict[str, float]], generations: dict[str, st
 
 
 def summarize(per_sample: dict[str, dict[str, float]]) -> dict[str, dict]:
-    """Reduce per-sample values to {key: {"mean", "stderr", "n"}}."""
+    """Reduce per-sample values to {key: {"mean", "stderr", "n", "direction", "arrow"}}.
+
+    The direction comes from the metric registry for the key's set ("forget/fact_acc" is
+    lower-is-better, "retain/fact_acc" higher-is-better); keys it does not know get None.
+    """
     summary = {}
     for key, values in sorted(per_sample.items()):
         if values:
             s = aggregate(values)
-            summary[key] = {"mean": s.mean, "stderr": s.stderr, "n": s.n}
+            summary[key] = {"mean": s.mean, "stderr": s.stderr, "n": s.n, **_direction(key)}
     return summary
+
+
+def _direction(key: str) -> dict:
+    set_name, metric = key.split("/", 1)[0], key.rsplit("/", 1)[-1]
+    try:
+        direction = direction_for(metric, set_name)
+    except (KeyError, ValueError):
+        return {"direction": None, "arrow": None}
+    return {"direction": direction, "arrow": arrow(direction)}
 
 
 def evaluate(loaded: LoadedModel, benchmark: Benchmark, config: EvalConfig | None = None,

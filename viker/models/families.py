@@ -61,6 +61,29 @@ FAMILIES: dict[str, FamilyAdapter] = {
         projector="model.visual.merger",
         pixel_inputs=("pixel_values", "image_grid_thw", "mm_token_type_ids"),
     ),
+    # Idefics2/3 and Llama-3.2-Vision: the layouts of transformers 5. A test resolves every part on
+    # tiny random models; NOTE: no tiny processor exists for them, so they are not run end to end.
+    "idefics2": FamilyAdapter(
+        model_type="idefics2",
+        language_model="model.text_model",
+        vision_tower="model.vision_model",
+        projector="model.connector",
+        pixel_inputs=("pixel_values", "pixel_attention_mask"),
+    ),
+    "idefics3": FamilyAdapter(
+        model_type="idefics3",
+        language_model="model.text_model",
+        vision_tower="model.vision_model",
+        projector="model.connector",
+        pixel_inputs=("pixel_values", "pixel_attention_mask"),
+    ),
+    "mllama": FamilyAdapter(
+        model_type="mllama",
+        language_model="model.language_model",
+        vision_tower="model.vision_model",
+        projector="model.multi_modal_projector",
+        pixel_inputs=("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask"),
+    ),
 }
 
 
