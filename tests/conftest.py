@@ -1,11 +1,15 @@
 """Test settings shared by every test: offline, deterministic, small."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Real benchmark text and portraits for tests, kept beside the checkout (never needed by viker itself).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 import pytest  # noqa: E402
 

@@ -234,7 +234,9 @@ def test_ft_data_only_derives_items(tmp_path):
 
 def test_shared_real_text_as_ft_data(tmp_path):
     """The 40 real MLLMU-Bench training profiles, written as an ft_Data parquet, load with derived facts."""
-    source = Path("/work/shared/data/mllmu-sample")
+    from conftest import SHARED_DATA
+
+    source = SHARED_DATA / "mllmu-sample"
     if not source.is_dir():
         pytest.skip("the shared MLLMU-Bench sample is not present")
     profiles = json.loads((source / "ft_profiles.json").read_text())

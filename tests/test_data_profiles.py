@@ -12,7 +12,7 @@ from viker.data.errors import DataError
 from viker.data.profiles import load_profiles
 from viker.data.records import SetName
 
-SHARED = Path("/work/shared/data")
+from conftest import SHARED_DATA as SHARED  # noqa: E402
 
 
 def save_png(path: Path, colour) -> bytes:
