@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 
+RESULT = "SPEED-RESULT "  # marks the child's result line among the Trainer's own output
+
+
 def _child(args) -> None:
     import torch
 
@@ -43,14 +46,17 @@ def _child(args) -> None:
     steps = [h for h in summary["log_history"] if "forget/loss" in h]
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print(json.dumps({"train_seconds": summary["train_seconds"], "steps": summary["steps"],
+    print(RESULT + json.dumps({"train_seconds": summary["train_seconds"], "steps": summary["steps"],
                       "target_seconds": summary["target_seconds"], "peak_bytes": peak, "logged": len(steps)}))
 
 
 def _run(method: str, model: str, cache: str, steps: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", "--method", method, "--model", model,
                           "--cache", cache, "--steps", str(steps)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT)]
+    if not lines:
+        raise RuntimeError(f"the {method} run printed no result:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return json.loads(lines[-1][len(RESULT):])
 
 
 def main() -> None:

@@ -144,6 +144,9 @@ def prepare_models(cfg: BenchmarkConfig, benchmark: Benchmark, cache: Path) -> d
 def _finetune_job(job) -> dict:
     name, base, samples, path, config, threads = job
     if threads:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
         torch.set_num_threads(threads)
         logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {name}: %(message)s",
                             datefmt="%H:%M:%S")

@@ -126,11 +126,9 @@ def build_smollm2_llava(
     builders (`TINY_BUILDERS`) and is ignored: the tokenizer is SmolLM2's own.
     """
     from transformers import (
-        CLIPImageProcessorPil,
         CLIPVisionConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
-        LlavaProcessor,
     )
 
     if image_size % patch_size:
@@ -142,19 +140,9 @@ def build_smollm2_llava(
     tokenizer.add_special_tokens({"pad_token": PAD_TOKEN, "additional_special_tokens": [IMAGE_TOKEN]})
     tokenizer.chat_template = SMOLLM2_CHAT_TEMPLATE
     tokenizer.model_max_length = causal_lm.config.max_position_embeddings
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's class token, which the "default" strategy drops
-        chat_template=SMOLLM2_CHAT_TEMPLATE,
-        image_token=IMAGE_TOKEN,
-    )
+    from viker.models.tiny import llava_processor  # tiny.py imports this module to register the builder
+
+    processor = llava_processor(tokenizer, image_size, patch_size, SMOLLM2_CHAT_TEMPLATE, image_token=IMAGE_TOKEN)
 
     text_config = causal_lm.config
     # The dequantized weights are plain float32, so the saved model must not claim to be GGUF-quantized.
