@@ -131,3 +131,24 @@ def test_derive_eval_sets_modalities_and_images():
     assert all(g.question not in {"Where was this person born?", "What is the name of this person?"} for g in image_items)
     cloze = [c.text for c in sets[SetName.FORGET].cloze]
     assert cloze == ["This person's name is __.", "This person was born in __.", "Person 000 was born in __."]
+
+
+def test_text_variant_fact_follows_name_substitution():
+    """A fact span that contains "this person" is rewritten with the name, like the answer it belongs to."""
+    from viker.data.derive import derive_eval_sets
+    from viker.data.records import QA, Modality, Profile, SetName
+
+    profiles = {}
+    for pid, name, date in (("001", "Eleanor Swift", "April 17, 2008"), ("002", "Omar Haddad", "May 2, 1990"),
+                            ("003", "Lena Berg", "June 9, 1985")):
+        profiles[pid] = Profile(pid, b"", [
+            QA("What is the name of this person?", f"This person's name is {name}.", name),
+            QA("What is the date of birth of this person?", f"The date of birth of this person is {date}.",
+               f"date of birth of this person is {date}"),
+        ], name=name)
+    sets = derive_eval_sets(profiles, ["001"], ["002", "003"], [], seed=0)
+    texts = [g for g in sets[SetName.FORGET].generation if g.modality is Modality.TEXT]
+    assert len(texts) == 1
+    assert texts[0].answer == "The date of birth of Eleanor Swift is April 17, 2008."
+    assert texts[0].fact == "date of birth of Eleanor Swift is April 17, 2008"
+    assert texts[0].fact in texts[0].answer

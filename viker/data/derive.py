@@ -247,20 +247,24 @@ def _add_items(eval_set: EvalSet, profile: Profile, facts_by_question, rng: rand
             continue
         question = paraphrase_question(qa.question, rng) if test else qa.question
         pool = [fact for other, fact in facts_by_question[normalize_question(qa.question)] if other != profile.id]
-        variants = [(Modality.IMAGE_TEXT, question, qa.answer, image)]
+        variants = [(Modality.IMAGE_TEXT, question, qa.answer, qa.fact, image)]
         if name and "this person" in question.lower() and not is_name_question(qa.question):
-            variants.append((Modality.TEXT, name_in_text(question, name), name_in_text(qa.answer, name), None))
+            # The name replaces "this person" in the answer, and so also in a fact span that contains it.
+            answer = name_in_text(qa.answer, name)
+            fact = name_in_text(qa.fact, name)
+            variants.append((Modality.TEXT, name_in_text(question, name), answer, fact if fact in answer else None,
+                             None))
 
-        for modality, text_question, answer, item_image in variants:
+        for modality, text_question, answer, fact, item_image in variants:
             tag = "image" if modality is Modality.IMAGE_TEXT else "text"
             options = pick_options(qa.fact, pool, rng)
             if options is not None:
                 eval_set.multiple_choice.append(
                     MultipleChoice(f"{prefix}/mc_{tag}/{i}", profile.id, text_question, options[0], options[1], modality, item_image)
                 )
-            blanked = cloze_text(answer, qa.fact)
+            blanked = cloze_text(answer, fact) if fact else None
             if blanked is not None:
-                eval_set.cloze.append(Cloze(f"{prefix}/cloze_{tag}/{i}", profile.id, blanked, qa.fact, modality, item_image))
+                eval_set.cloze.append(Cloze(f"{prefix}/cloze_{tag}/{i}", profile.id, blanked, fact, modality, item_image))
             eval_set.generation.append(
-                Generation(f"{prefix}/gen_{tag}/{i}", profile.id, text_question, answer, modality, item_image, qa.fact)
+                Generation(f"{prefix}/gen_{tag}/{i}", profile.id, text_question, answer, modality, item_image, fact)
             )
