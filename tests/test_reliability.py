@@ -147,7 +147,7 @@ def test_work_folder_rules(tmp_path):
                 (work.checkpoints / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
             raise RuntimeError("boom")
     assert latest_checkpoint(partial / "checkpoints") == partial / "checkpoints" / "checkpoint-10"
-    with pytest.raises(FileExistsError, match=r"model.partial holds the checkpoints .*checkpoint-10.*--resume"):
+    with pytest.raises(FileExistsError, match=r"model.partial contains the checkpoints .*checkpoint-10.*--resume"):
         WorkFolder(out, resume=False, settings={"lr": 1})
     with pytest.raises(ValueError, match=r"other settings \(lr: 1 then, 2 now\)"):
         WorkFolder(out, resume=True, settings={"lr": 2})

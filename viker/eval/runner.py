@@ -60,7 +60,7 @@ MC_INSTRUCTION = "Answer with the option's letter."
 
 @dataclass
 class EvalConfig:
-    """What to evaluate and how much of it."""
+    """Evaluation settings: the sets, the tasks and how many items of each."""
 
     sets: tuple[str, ...] = ("forget", "test", "retain", "public")
     tasks: tuple[str, ...] = TASKS

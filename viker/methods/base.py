@@ -91,12 +91,12 @@ def to_turn(sample: Sample, answer: str | None = None) -> Turn:
 
 
 def uses_retain(method_config) -> bool:
-    """Return whether a method's config asks for a retain term: every retain weight is named `retain_weight`."""
+    """Return whether a method's config requests a retain term: every retain weight is named `retain_weight`."""
     return getattr(method_config, "retain_weight", 0) > 0
 
 
 class UnlearnCollator:
-    """Build the forget batch, and the retain batch and method extras that the method asks for."""
+    """Build the forget batch, and the retain batch and method extras that the method requests."""
 
     def __init__(self, collator: Collator, method_name: str, method_config, extras=None):
         self.collator, self.method_name = collator, method_name

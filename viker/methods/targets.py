@@ -85,7 +85,7 @@ def draw_references(pool: list[bytes] | None, k: int, sample: Sample, seed: int)
 
 @dataclass
 class TargetSpec:
-    """What the targets are computed from; its hash names the cache file."""
+    """The inputs the targets are computed from; its hash names the cache file."""
 
     model: str
     data: str

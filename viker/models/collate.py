@@ -24,7 +24,7 @@ FALLBACK_PROMPT = "USER: {image}{question} ASSISTANT:"
 
 @dataclass
 class Turn:
-    """What one batch row is built from: optional image bytes, question and optional answer."""
+    """The source of one batch row: optional image bytes, question and optional answer."""
 
     question: str
     answer: str | None = None

@@ -63,20 +63,16 @@ FAMILIES: dict[str, FamilyAdapter] = {
     ),
     # Idefics2/3 and Llama-3.2-Vision: the layouts of transformers 5. A test resolves every part on
     # tiny random models; NOTE: no tiny processor exists for them, so they are not run end to end.
-    "idefics2": FamilyAdapter(
-        model_type="idefics2",
-        language_model="model.text_model",
-        vision_tower="model.vision_model",
-        projector="model.connector",
-        pixel_inputs=("pixel_values", "pixel_attention_mask"),
-    ),
-    "idefics3": FamilyAdapter(
-        model_type="idefics3",
-        language_model="model.text_model",
-        vision_tower="model.vision_model",
-        projector="model.connector",
-        pixel_inputs=("pixel_values", "pixel_attention_mask"),
-    ),
+    **{
+        model_type: FamilyAdapter(
+            model_type=model_type,
+            language_model="model.text_model",
+            vision_tower="model.vision_model",
+            projector="model.connector",
+            pixel_inputs=("pixel_values", "pixel_attention_mask"),
+        )
+        for model_type in ("idefics2", "idefics3")
+    },
     "mllama": FamilyAdapter(
         model_type="mllama",
         language_model="model.language_model",

@@ -105,7 +105,7 @@ class WorkFolder:
         if not resume:
             if found is not None:
                 raise FileExistsError(
-                    f"{self.path} holds the checkpoints of an interrupted run (latest: {found.name}); "
+                    f"{self.path} contains the checkpoints of an interrupted run (latest: {found.name}); "
                     "pass --resume (resume=True) to continue it, or delete the folder to start over"
                 )
             log.info("removing %s, left by an interrupted run without checkpoints", self.path)

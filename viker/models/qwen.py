@@ -28,6 +28,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLProcessor
 
+from viker.models.build import save_built_model
+
 log = logging.getLogger(__name__)
 
 # The Qwen special tokens that the processor, the chat template and the config refer to by name.
@@ -163,17 +165,6 @@ def _token_ids(tokenizer) -> dict:
     }
 
 
-def _save(model, processor, tokenizer, out_dir: Path, family: str) -> Path:
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("built tiny %s with %.1fM parameters in %s", family, n_params / 1e6, out_dir)
-    return out_dir
-
-
 def build_tiny_qwen2_vl(
     texts: Iterable[str],
     out_dir: str | Path,
@@ -218,7 +209,9 @@ def build_tiny_qwen2_vl(
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
-    return _save(model, processor, tokenizer, out_dir, "Qwen2-VL")
+    # Qwen has no start token, so generation starts from <|endoftext|>, as in the config.
+    return save_built_model(model, processor, tokenizer, out_dir, "tiny Qwen2-VL",
+                            bos_token_id=tokenizer.pad_token_id)
 
 
 def build_tiny_qwen2_5_vl(
@@ -267,4 +260,6 @@ def build_tiny_qwen2_5_vl(
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    return _save(model, processor, tokenizer, out_dir, "Qwen2.5-VL")
+    # Qwen has no start token, so generation starts from <|endoftext|>, as in the config.
+    return save_built_model(model, processor, tokenizer, out_dir, "tiny Qwen2.5-VL",
+                            bos_token_id=tokenizer.pad_token_id)

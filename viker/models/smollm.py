@@ -179,11 +179,6 @@ def build_smollm2_llava(
     log.info("added %d token(s) to SmolLM2's %d-token vocabulary", len(tokenizer) - pretrained_vocab,
              pretrained_vocab)
 
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("built a LLaVA on SmolLM2-135M-Instruct with %.1fM parameters in %s", n_params / 1e6, out_dir)
-    return out_dir
+    from viker.models.build import save_built_model
+
+    return save_built_model(model, processor, tokenizer, out_dir, "a LLaVA on SmolLM2-135M-Instruct")

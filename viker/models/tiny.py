@@ -17,6 +17,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from viker.models.build import save_built_model
+
 from viker.models.qwen import build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
 from viker.models.smollm import build_smollm2_llava
 
@@ -139,14 +141,7 @@ def build_tiny_llava(
     )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("built tiny LLaVA with %.1fM parameters in %s", n_params / 1e6, out_dir)
-    return out_dir
+    return save_built_model(model, processor, tokenizer, out_dir, "tiny LLaVA")
 
 
 TINY_BUILDERS = {
