@@ -1,13 +1,17 @@
 """ViKeR's cost over GA, measured in one run on a tiny model.
 
-Prints: the step time of ViKeR (with cached targets) over GA's (fastest of
-several alternating runs each), the peak
+Prints: the step time of ViKeR (with cached targets) over GA's, the peak
 memory of a ViKeR run over a GA run, the one-off time to compute the targets,
-and the cache size per answer token. Each training run happens in its own
-subprocess so that peak memory (ru_maxrss on the CPU, max allocated on a GPU)
-belongs to that run alone.
+and the cache size per answer token. Step time counts collation, forward,
+backward and optimiser update, not a run's setup. Both methods see the same
+batches in the same order. The runs alternate, and for each step after the
+first WARMUP the fastest of a method's runs counts. Other load on a shared
+machine only ever adds time, so the minimum over runs is the least disturbed
+figure for that batch. Each training run happens in its own subprocess so that
+peak memory (ru_maxrss on the CPU, max allocated on a GPU) belongs to that run
+alone.
 
-    python benchmarks/speed.py [--model DIR] [--steps 30]
+    python benchmarks/speed.py [--model DIR] [--steps 30] [--repeats 5]
 
 Without --model it builds the embedded benchmark and an untrained tiny LLaVA
 (step time does not depend on what the weights have learned).
@@ -27,6 +31,7 @@ from pathlib import Path
 
 
 RESULT = "SPEED-RESULT "  # marks the child's result line among the Trainer's own output
+WARMUP = 3  # first steps of a run, left out of its step time because allocators and caches warm up
 
 
 def _child(args) -> None:
@@ -43,12 +48,10 @@ def _child(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         summary = unlearn(args.model, benchmark, args.method, Path(tmp) / "out", config=config,
                           cache_dir=args.cache)
-    # The first steps warm up allocators and caches; time the rest.
-    steps = [h for h in summary["log_history"] if "forget/loss" in h]
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print(RESULT + json.dumps({"train_seconds": summary["train_seconds"], "steps": summary["steps"],
-                      "target_seconds": summary["target_seconds"], "peak_bytes": peak, "logged": len(steps)}))
+    print(RESULT + json.dumps({"step_seconds": summary["step_seconds"], "steps": summary["steps"],
+                               "target_seconds": summary["target_seconds"], "peak_bytes": peak}))
 
 
 def _run(method: str, model: str, cache: str, steps: int) -> dict:
@@ -60,15 +63,24 @@ def _run(method: str, model: str, cache: str, steps: int) -> dict:
     return json.loads(lines[-1][len(RESULT):])
 
 
+def _step_time(runs: list[dict]) -> float:
+    """Mean over steps after the warm-up of each step's fastest time across runs."""
+    per_step = list(zip(*(r["step_seconds"] for r in runs)))[WARMUP:]
+    return sum(min(times) for times in per_step) / len(per_step)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model folder (default: build an untrained tiny LLaVA)")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per method; the fastest counts (default: 3)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="runs per method; each step's fastest counts (default: 5)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", default="ga", help=argparse.SUPPRESS)
     parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps <= WARMUP:
+        parser.error(f"--steps must exceed {WARMUP}, the warm-up steps left out of the timing")
     if args.child:
         _child(args)
         return
@@ -87,26 +99,23 @@ def main() -> None:
                                          Path(tmp) / "tiny"))
         cache = str(Path(tmp) / "cache")
         first = _run("viker", model, cache, args.steps)  # computes and stores the targets
-        # Alternate the methods and keep each one's fastest run: the minimum is the least
-        # disturbed by other load on the machine.
+        # Alternate the methods, so that slow spells on the machine fall on both alike.
         runs = {"viker": [], "ga": []}
         for _ in range(args.repeats):
             for method in ("ga", "viker"):
                 runs[method].append(_run(method, model, cache, args.steps))
-        viker = min(runs["viker"], key=lambda r: r["train_seconds"] / r["steps"])
-        ga = min(runs["ga"], key=lambda r: r["train_seconds"] / r["steps"])
+        viker_step, ga_step = (_step_time(runs[m]) for m in ("viker", "ga"))
         files = list(Path(cache).glob("*.safetensors"))
         with safe_open(str(files[0]), framework="pt") as f:
             n_tokens = sum(f.get_slice(k).get_shape()[0] for k in f.keys() if k.endswith(".entropy"))
         size = sum(p.stat().st_size for p in files)
 
-    print(f"steps per run: {args.steps}, runs per method: {args.repeats} (fastest kept)")
-    viker_step = viker["train_seconds"] / viker["steps"]
-    ga_step = ga["train_seconds"] / ga["steps"]
-    print(f"steps run: ViKeR {viker['steps']}, GA {ga['steps']}")
+    print(f"steps per run: {args.steps} (the first {WARMUP} untimed), runs per method: {args.repeats} "
+          "(fastest of each step kept)")
     print(f"ViKeR step time / GA step time (cached targets): {viker_step / ga_step:.3f} "
           f"({viker_step * 1000:.0f} ms / {ga_step * 1000:.0f} ms)")
-    print(f"ViKeR peak memory / GA peak memory: {viker['peak_bytes'] / ga['peak_bytes']:.3f}")
+    peak = {m: min(r["peak_bytes"] for r in runs[m]) for m in runs}
+    print(f"ViKeR peak memory / GA peak memory: {peak['viker'] / peak['ga']:.3f}")
     print(f"one-off target computation: {first['target_seconds']:.1f} s")
     print(f"target cache: {size / n_tokens:.0f} bytes per answer token ({n_tokens} tokens, {size / 1e6:.2f} MB)")
 

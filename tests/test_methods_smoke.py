@@ -50,6 +50,8 @@ def test_method_smoke(method, tiny_model_dir, tiny_benchmark, tmp_path):
 
     assert summary["steps"] == 2
     assert summary["diverged"] is None
+    assert len(summary["step_seconds"]) == 2
+    assert all(0 < t <= summary["train_seconds"] for t in summary["step_seconds"])
     logged = [h for h in summary["log_history"] if "forget/loss" in h]
     assert len(logged) == 2
     for entry in logged:

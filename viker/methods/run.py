@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from viker.data.records import Benchmark, Sample
 from viker.methods import get_method
@@ -69,6 +69,27 @@ def sequence_logps(loaded: LoadedModel, samples: list[Sample], answers: list[str
         logp = sequence_logprob(*shift_for_next_token(logits, batch["labels"].to(logits.device)))
         out.update({s.id: float(v) for s, v in zip(chunk, logp)})
     return out
+
+
+class StepTimer(TrainerCallback):
+    """Record the wall-clock time of each optimiser step, data loading included.
+
+    Each interval runs from the end of one step to the end of the next (the first from the
+    start of training), so it holds the batch's collation, forward, backward, optimiser
+    update and logging, and nothing that happens once per run.
+    """
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._last: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.seconds.append(now - self._last)
+        self._last = now
 
 
 class ExtrasBuilder:
@@ -167,12 +188,14 @@ def unlearn(model_path: str | Path, benchmark: Benchmark, method: str, out_dir: 
             bf16=config.dtype == "bfloat16",
             disable_tqdm=True,
         )
+        timer = StepTimer()
         trainer = method_cls(
             model=model, args=args,
             train_dataset=UnlearnDataset(forget, retain, seed=config.seed),
             data_collator=UnlearnCollator(collator, method, method_config,
                                           ExtrasBuilder(collator, method_cls, targets, ref_logps, config.seed)),
             method_config=method_config, adapter=loaded.adapter, reference=reference, unlearn_config=config,
+            callbacks=[timer],
         )
         diverged = None
         train_start = time.perf_counter()
@@ -190,6 +213,7 @@ def unlearn(model_path: str | Path, benchmark: Benchmark, method: str, out_dir: 
             "method": method, "method_config": asdict(method_config), "config": _config_dict(config),
             "model": str(model_path), "benchmark": benchmark.name, "forget_ids": benchmark.forget_ids,
             "steps": trainer.state.global_step, "train_seconds": train_seconds,
+            "step_seconds": [round(t, 6) for t in timer.seconds],
             "target_seconds": target_seconds if targets is not None else None,
             "diverged": diverged, "log_history": trainer.state.log_history,
             "resumed_from": work.checkpoint.name if work.checkpoint else None,
