@@ -97,3 +97,35 @@ def test_cli_rejects_existing_output(report, bench_dir, caplog):
 
 def test_cli_rejects_unknown_method(bench_dir, tmp_path):
     assert main(["benchmark", "--data", str(bench_dir), "--out", str(tmp_path / "o"), "--methods", "magic"]) == 2
+
+
+def test_relearning_columns_for_every_row(report):
+    """Each row relearns on the same samples; its figures are means over the held-out forget items."""
+    run, results = report
+    per_sample = json.loads((run / "per_sample.json").read_text())
+    keys = ("relearn/heldout_fact_acc_before", "relearn/heldout_fact_acc_after")
+    heldout = set(per_sample["oracle"][0][keys[0]])
+    assert heldout
+    for row in results["rows"]:
+        runs = per_sample[row["model"]]
+        for key in keys:
+            assert set(runs[0][key]) == heldout, (row["model"], key)
+            seed_means = [sum(r[key].values()) / len(r[key]) for r in runs]
+            assert row["values"][key]["mean"] == pytest.approx(sum(seed_means) / len(seed_means))
+    group = next(m["group"] for m in results["metrics"] if m["key"] == keys[1])
+    assert "10 steps on 50% of the forget samples" in group
+
+
+def test_relearning_can_be_skipped(bench_dir, tiny_model_dir, tmp_path):
+    cfg = BenchmarkConfig(data=str(bench_dir), model=str(tiny_model_dir), methods=("ga",), out=str(tmp_path / "run"),
+                          cache_dir=str(tmp_path / "cache"), eval_items=1, relearn_steps=0,
+                          unlearn=dict(FAST_UNLEARN, max_steps=1),
+                          finetune=FinetuneConfig(max_epochs=0.5, check_every=1000))
+    results = run_benchmark(cfg)
+    assert not [m for m in results["metrics"] if m["key"].startswith("relearn/")]
+    assert all(not k.startswith("relearn/") for row in results["rows"] for k in row["values"])
+
+
+def test_negative_relearn_steps_rejected():
+    with pytest.raises(ValueError, match="relearn_steps must be >= 0"):
+        BenchmarkConfig(relearn_steps=-1)

@@ -5,7 +5,8 @@ Stages (each logged, cached stages reused):
     2. build the tiny base model, or take a local model folder;
     3. fine-tune the vanilla model (all people) and the oracle (without the forget split), cached;
     4. per seed and method: unlearn the vanilla model, evaluate it;
-    5. forget quality against the oracle, key-token views, the report.
+    5. the relearning check on every model, the oracle's figure included;
+    6. forget quality against the oracle, key-token views, the report.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from viker.data import load_benchmark
 from viker.data.records import Benchmark, Sample
 from viker.eval.fluency import build_vocabulary
 from viker.eval.forget_quality import forget_quality, js_forget_quality
-from viker.eval.registry import METRICS
+from viker.eval.registry import METRICS, aggregate, arrow
+from viker.eval.relearn import RelearnConfig, relearn_model, split_forget
 from viker.eval.runner import EvalConfig, evaluate
 from viker.methods import DISPLAY_NAMES, get_method
 from viker.methods.base import UnlearnConfig
@@ -55,6 +57,8 @@ DEFAULT_METHODS = ("ga", "gd", "kl", "npo", "idkpo", "viker", "viker_retain")
 TINY_UNLEARN = dict(learning_rate=1e-4, batch_size=6, max_steps=60, logging_steps=5,
                     trainable=TrainableSpec(parts=("language_model", "lm_head"), lora_r=0))
 
+RELEARN_GROUP = "Relearning: forget facts held out from relearning"
+
 # Columns of the report table: (metric key, label, set, direction, group).
 TABLE = [
     ("forget/image_text/mc_acc_likelihood", "Forget MC", "forget", "lower", "Forget efficacy, image+text"),
@@ -71,6 +75,8 @@ TABLE = [
     ("public/image_text/rougeL", "Public ROUGE-L", "public", "higher", "Public utility, image+text"),
     ("forget/forget_quality", "Forget quality (KS p)", "forget", "higher", "Against the oracle"),
     ("forget/fluency", "Forget fluency", "forget", "higher", "Fluency"),
+    ("relearn/heldout_fact_acc_before", "Fact acc. before", "forget", "lower", RELEARN_GROUP),
+    ("relearn/heldout_fact_acc_after", "Fact acc. after relearning", "forget", "lower", RELEARN_GROUP),
 ]
 
 
@@ -92,6 +98,7 @@ class BenchmarkConfig:
     keep_models: bool = False
     unlearn: dict = field(default_factory=lambda: dict(TINY_UNLEARN))
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    relearn_steps: int = 10  # steps of the relearning check; 0 skips it
 
     def __post_init__(self):
         for method in self.methods:
@@ -100,6 +107,17 @@ class BenchmarkConfig:
             raise ValueError(f"family {self.family!r} has no tiny model; choose one of {sorted(TINY_BUILDERS)}")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
+        if self.relearn_steps < 0:
+            raise ValueError(f"relearn_steps must be >= 0 (0 skips the relearning check), got {self.relearn_steps}")
+
+    def relearn_config(self, seed: int) -> RelearnConfig | None:
+        """Return the relearning attack: the unlearning optimiser settings, so it is as strong as unlearning was."""
+        if not self.relearn_steps:
+            return None
+        unlearning = UnlearnConfig(**self.unlearn)
+        return RelearnConfig(steps=self.relearn_steps, learning_rate=unlearning.learning_rate,
+                             batch_size=unlearning.batch_size, seed=seed, dtype=unlearning.dtype,
+                             trainable=unlearning.trainable)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -166,6 +184,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     benchmark = load_benchmark(cfg.data, forget_split=cfg.forget_split, seed=cfg.seeds[0], images=cfg.images)
     log.info("benchmark %s: %d forget, %d retain, %d public people", benchmark.name, len(benchmark.forget_ids),
              len(benchmark.retain_ids), len(benchmark.public_ids))
+    relearning = Relearning(cfg, benchmark)
     models = prepare_models(cfg, benchmark, cache)
     vocabulary = build_vocabulary(f"{s.question} {s.answer}" for s in benchmark.train_samples())
     eval_config = EvalConfig(max_items=cfg.eval_items)
@@ -176,6 +195,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     for name in ("vanilla", "oracle"):
         log.info("evaluating the %s model", name)
         evaluations[name] = [evaluate(load_model(models[name]), benchmark, eval_config, vocabulary)]
+        relearning.add(evaluations[name][0], models[name], cfg.seeds[0])
 
     keytoken_samples = _keytoken_samples(benchmark)
     unlearned_probs: dict[str, dict[str, list[float]]] = {}
@@ -199,6 +219,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         if seed == cfg.seeds[0]:
             unlearned_probs[label] = gold_probabilities(loaded, keytoken_samples)
         del loaded
+        relearning.add(evaluations[label][-1], target, seed)
         if not cfg.keep_models:
             shutil.rmtree(target)
     if not cfg.keep_models:
@@ -215,6 +236,39 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     paths = write_report(results, out, overwrite=cfg.overwrite)
     log.info("report written to %s (%.0f s in all)", paths["html"], time.perf_counter() - start)
     return results
+
+
+class Relearning:
+    """The relearning check of every model in the table, with the same relearning samples per seed.
+
+    Each model is fine-tuned for a few steps on half the forget samples. The table shows
+    fact accuracy before and after on the forget items whose facts were not among them.
+    The oracle's row shows how much the relearning answers teach a model that never knew
+    the forget people, and an unlearned model that relearns faster still held the facts.
+    """
+
+    def __init__(self, cfg: BenchmarkConfig, benchmark: Benchmark):
+        self.cfg, self.benchmark = cfg, benchmark
+        # The splits are drawn here, so that a forget split too small to split fails before any training.
+        self._splits: dict[int, tuple[list[Sample], set[str]]] = {}
+        for seed in cfg.seeds if cfg.relearn_steps else ():
+            relearn, heldout = split_forget(benchmark, cfg.relearn_config(seed).fraction, seed)
+            self._splits[seed] = relearn, {item.id for item in heldout}
+
+    def add(self, evaluation: dict, model_path: Path, seed: int) -> None:
+        """Relearn the model in `model_path` and add the two figures to `evaluation`'s summary and per-sample values."""
+        config = self.cfg.relearn_config(seed)
+        if config is None:
+            return
+        relearn, heldout_ids = self._splits[seed]
+        result = relearn_model(model_path, self.benchmark, relearn, heldout_ids, config)
+        for when in ("before", "after"):
+            values = {k: v for k, v in result[when]["per_item"].items() if k in heldout_ids}
+            key = f"relearn/heldout_fact_acc_{when}"
+            evaluation["per_sample"][key] = values
+            stats = aggregate(values)
+            evaluation["summary"][key] = {"mean": stats.mean, "stderr": stats.stderr, "n": stats.n,
+                                          "direction": "lower", "arrow": arrow("lower")}
 
 
 def _curve(history: list[dict]) -> list[dict]:
@@ -264,8 +318,14 @@ def _keytokens(cfg, benchmark, models, cache, samples, unlearned_probs) -> list[
 
 def _results(cfg, benchmark, evaluations, train_times, curves, keytokens, seconds) -> dict:
     meta = run_metadata()
-    metrics = [{"key": key, "label": label, "set": set_name, "direction": direction, "group": group}
-               for key, label, set_name, direction, group in TABLE]
+    metrics = []
+    for key, label, set_name, direction, group in TABLE:
+        if group == RELEARN_GROUP:
+            relearn = cfg.relearn_config(cfg.seeds[0])
+            if relearn is None:
+                continue
+            group = f"{group} ({relearn.steps} steps on {relearn.fraction:.0%} of the forget samples)"
+        metrics.append({"key": key, "label": label, "set": set_name, "direction": direction, "group": group})
     rows = []
     for name, runs in evaluations.items():
         values = {}

@@ -75,7 +75,7 @@ class StepTimer(TrainerCallback):
     """Record the wall-clock time of each optimiser step, data loading included.
 
     Each interval runs from the end of one step to the end of the next (the first from the
-    start of training), so it holds the batch's collation, forward, backward, optimiser
+    start of training), so it includes the batch's collation, forward, backward, optimiser
     update and logging, and nothing that happens once per run.
     """
 
