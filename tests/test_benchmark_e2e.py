@@ -7,6 +7,8 @@ import pytest
 
 from viker.benchmark import TABLE, BenchmarkConfig, run_benchmark
 from viker.cli import main
+from viker.data import load_benchmark
+from viker.data.records import Modality, SetName
 from viker.models.finetune import FinetuneConfig
 from viker.models.trainable import TrainableSpec
 
@@ -99,13 +101,16 @@ def test_cli_rejects_unknown_method(bench_dir, tmp_path):
     assert main(["benchmark", "--data", str(bench_dir), "--out", str(tmp_path / "o"), "--methods", "magic"]) == 2
 
 
-def test_relearning_columns_for_every_row(report):
+def test_relearning_columns_for_every_row(report, bench_dir):
     """Each row relearns on the same samples; its figures are means over the held-out forget items."""
     run, results = report
     per_sample = json.loads((run / "per_sample.json").read_text())
-    keys = ("relearn/heldout_fact_acc_before", "relearn/heldout_fact_acc_after")
+    keys = ("relearn/image_text/heldout_fact_acc_before", "relearn/image_text/heldout_fact_acc_after")
     heldout = set(per_sample["oracle"][0][keys[0]])
     assert heldout
+    image_items = {it.id for it in load_benchmark(str(bench_dir)).eval_sets[SetName.FORGET].generation
+                   if it.modality == Modality.IMAGE_TEXT}
+    assert heldout <= image_items
     for row in results["rows"]:
         runs = per_sample[row["model"]]
         for key in keys:
@@ -113,7 +118,7 @@ def test_relearning_columns_for_every_row(report):
             seed_means = [sum(r[key].values()) / len(r[key]) for r in runs]
             assert row["values"][key]["mean"] == pytest.approx(sum(seed_means) / len(seed_means))
     group = next(m["group"] for m in results["metrics"] if m["key"] == keys[1])
-    assert "10 steps on 50% of the forget samples" in group
+    assert group == "Relearning, image+text, 10 steps on 50% of the forget samples"
 
 
 def test_relearning_can_be_skipped(bench_dir, tiny_model_dir, tmp_path):

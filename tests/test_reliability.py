@@ -311,6 +311,10 @@ def test_relearn_command(tiny_model_dir, tiny_benchmark, tmp_path):
             for key in ("heldout_fact_acc", "all_fact_acc"):
                 assert 0.0 <= run[stage][key] <= 1.0, (stage, key)
             assert set(result["heldout_ids"]) <= set(run[stage]["per_item"])
+            by_modality = run[stage]["per_modality"]
+            for modality, values in by_modality.items():
+                assert {generation[i].modality.value for i in values} == {modality}
+            assert sum(len(v) for v in by_modality.values()) == len(run[stage]["per_item"])
     # The same model and the same samples: both rows agree exactly.
     assert result["models"]["unlearned"] == result["models"]["oracle"]
     assert folder_hash(Path(tiny_model_dir)) == before

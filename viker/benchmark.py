@@ -57,7 +57,7 @@ DEFAULT_METHODS = ("ga", "gd", "kl", "npo", "idkpo", "viker", "viker_retain")
 TINY_UNLEARN = dict(learning_rate=1e-4, batch_size=6, max_steps=60, logging_steps=5,
                     trainable=TrainableSpec(parts=("language_model", "lm_head"), lora_r=0))
 
-RELEARN_GROUP = "Relearning: forget facts held out from relearning"
+RELEARN_GROUP = "Relearning, image+text"
 
 # Columns of the report table: (metric key, label, set, direction, group).
 TABLE = [
@@ -75,8 +75,8 @@ TABLE = [
     ("public/image_text/rougeL", "Public ROUGE-L", "public", "higher", "Public utility, image+text"),
     ("forget/forget_quality", "Forget quality (KS p)", "forget", "higher", "Against the oracle"),
     ("forget/fluency", "Forget fluency", "forget", "higher", "Fluency"),
-    ("relearn/heldout_fact_acc_before", "Fact acc. before", "forget", "lower", RELEARN_GROUP),
-    ("relearn/heldout_fact_acc_after", "Fact acc. after relearning", "forget", "lower", RELEARN_GROUP),
+    ("relearn/image_text/heldout_fact_acc_before", "Held-out forget fact acc.", "forget", "lower", RELEARN_GROUP),
+    ("relearn/image_text/heldout_fact_acc_after", "After relearning", "forget", "lower", RELEARN_GROUP),
 ]
 
 
@@ -263,8 +263,11 @@ class Relearning:
         relearn, heldout_ids = self._splits[seed]
         result = relearn_model(model_path, self.benchmark, relearn, heldout_ids, config)
         for when in ("before", "after"):
-            values = {k: v for k, v in result[when]["per_item"].items() if k in heldout_ids}
-            key = f"relearn/heldout_fact_acc_{when}"
+            image_text = result[when]["per_modality"].get("image_text", {})
+            values = {k: v for k, v in image_text.items() if k in heldout_ids}
+            if not values:
+                continue
+            key = f"relearn/image_text/heldout_fact_acc_{when}"
             evaluation["per_sample"][key] = values
             stats = aggregate(values)
             evaluation["summary"][key] = {"mean": stats.mean, "stderr": stats.stderr, "n": stats.n,
@@ -324,7 +327,7 @@ def _results(cfg, benchmark, evaluations, train_times, curves, keytokens, second
             relearn = cfg.relearn_config(cfg.seeds[0])
             if relearn is None:
                 continue
-            group = f"{group} ({relearn.steps} steps on {relearn.fraction:.0%} of the forget samples)"
+            group = f"{group}, {relearn.steps} steps on {relearn.fraction:.0%} of the forget samples"
         metrics.append({"key": key, "label": label, "set": set_name, "direction": direction, "group": group})
     rows = []
     for name, runs in evaluations.items():

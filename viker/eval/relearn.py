@@ -84,15 +84,22 @@ def split_forget(benchmark: Benchmark, fraction: float, seed: int) -> tuple[list
 
 def forget_fact_accuracy(model_path: str | Path, benchmark: Benchmark, heldout_ids: set[str],
                          config: RelearnConfig) -> dict:
-    """Return per-item fact accuracy on the forget set and its means over held-out and all items."""
+    """Return per-item fact accuracy on the forget set and its means over held-out and all items.
+
+    "per_item" contains every forget item, and "per_modality" the same values split by
+    modality ("image_text", "text"), as the evaluation names them.
+    """
     eval_config = EvalConfig(sets=("forget",), tasks=("generation",), max_new_tokens=config.max_new_tokens,
                              mc_official=False, seed=config.seed)
     loaded = load_model(model_path, dtype=config.dtype)
-    per_item = evaluate(loaded, benchmark, eval_config)["per_sample"].get("forget/fact_acc", {})
+    per_sample = evaluate(loaded, benchmark, eval_config)["per_sample"]
+    per_item = per_sample.get("forget/fact_acc", {})
+    per_modality = {key.split("/")[1]: values for key, values in per_sample.items()
+                    if key.startswith("forget/") and key.endswith("/fact_acc") and key.count("/") == 2}
     heldout = [v for k, v in per_item.items() if k in heldout_ids]
     return {"heldout_fact_acc": sum(heldout) / len(heldout) if heldout else None,
             "all_fact_acc": sum(per_item.values()) / len(per_item) if per_item else None,
-            "per_item": per_item}
+            "per_item": per_item, "per_modality": per_modality}
 
 
 def relearn_model(model_path: str | Path, benchmark: Benchmark, relearn: list[Sample], heldout_ids: set[str],
