@@ -134,3 +134,13 @@ def test_relearning_can_be_skipped(bench_dir, tiny_model_dir, tmp_path):
 def test_negative_relearn_steps_rejected():
     with pytest.raises(ValueError, match="relearn_steps must be >= 0"):
         BenchmarkConfig(relearn_steps=-1)
+
+
+def test_relearn_on_retain_uses_unlearning_settings():
+    config = BenchmarkConfig(relearn_on="retain", unlearn=dict(FAST_UNLEARN)).relearn_config(seed=3)
+    assert config.data == "retain"
+    assert config.learning_rate == FAST_UNLEARN["learning_rate"]
+    assert config.batch_size == FAST_UNLEARN["batch_size"]
+    assert config.seed == 3
+    with pytest.raises(ValueError, match="RelearnConfig.data 'everything' is invalid"):
+        BenchmarkConfig(relearn_on="everything")

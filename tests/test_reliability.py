@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from viker.cli import main
 from viker.data.records import SetName
-from viker.eval.relearn import RelearnConfig, split_forget
+from viker.eval.relearn import RelearnConfig, relearning_split, split_forget
 from viker.eval.runner import EvalConfig, evaluate
 from viker.methods.base import UnlearnConfig
 from viker.methods.run import unlearn
@@ -287,6 +287,20 @@ def test_relearn_split_is_disjoint(tiny_benchmark):
               if it.fact and it not in heldout]
     for item in others:
         assert (item.profile_id, item.fact) in relearned, item.id
+
+
+def test_relearn_split_on_retain(tiny_benchmark):
+    """Retain relearning draws as many samples as forget relearning (2), all from retain people."""
+    relearn, heldout = relearning_split(tiny_benchmark, RelearnConfig(data="retain"))
+    assert len(relearn) == 2
+    assert {s.profile_id for s in relearn} <= set(tiny_benchmark.retain_ids)
+    forget_items = [it.id for it in tiny_benchmark.eval_sets[SetName.FORGET].generation if it.fact]
+    assert [it.id for it in heldout] == forget_items
+
+
+def test_relearn_data_must_be_known():
+    with pytest.raises(ValueError, match="RelearnConfig.data 'test' is invalid"):
+        RelearnConfig(data="test")
 
 
 def test_relearn_command(tiny_model_dir, tiny_benchmark, tmp_path):

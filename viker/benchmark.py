@@ -32,7 +32,7 @@ from viker.data.records import Benchmark, Sample
 from viker.eval.fluency import build_vocabulary
 from viker.eval.forget_quality import forget_quality, js_forget_quality
 from viker.eval.registry import METRICS, aggregate, arrow
-from viker.eval.relearn import RelearnConfig, relearn_model, split_forget
+from viker.eval.relearn import RelearnConfig, relearn_model, relearning_split
 from viker.eval.runner import EvalConfig, evaluate
 from viker.methods import DISPLAY_NAMES, get_method
 from viker.methods.base import UnlearnConfig
@@ -99,6 +99,7 @@ class BenchmarkConfig:
     unlearn: dict = field(default_factory=lambda: dict(TINY_UNLEARN))
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     relearn_steps: int = 10  # steps of the relearning check; 0 skips it
+    relearn_on: str = "forget"  # half the "forget" samples, or as many "retain" samples
 
     def __post_init__(self):
         for method in self.methods:
@@ -109,6 +110,7 @@ class BenchmarkConfig:
             raise ValueError("seeds must name at least one seed")
         if self.relearn_steps < 0:
             raise ValueError(f"relearn_steps must be >= 0 (0 skips the relearning check), got {self.relearn_steps}")
+        self.relearn_config(self.seeds[0])  # rejects an invalid relearn_on before any training
 
     def relearn_config(self, seed: int) -> RelearnConfig | None:
         """Return the relearning attack: the unlearning optimiser settings, so it is as strong as unlearning was."""
@@ -117,7 +119,7 @@ class BenchmarkConfig:
         unlearning = UnlearnConfig(**self.unlearn)
         return RelearnConfig(steps=self.relearn_steps, learning_rate=unlearning.learning_rate,
                              batch_size=unlearning.batch_size, seed=seed, dtype=unlearning.dtype,
-                             trainable=unlearning.trainable)
+                             trainable=unlearning.trainable, data=self.relearn_on)
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -241,8 +243,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
 class Relearning:
     """The relearning check of every model in the table, with the same relearning samples per seed.
 
-    Each model is fine-tuned for a few steps on half the forget samples. The table shows
-    fact accuracy before and after on the forget items whose facts were not among them.
+    Each model is fine-tuned for a few steps on half the forget samples (or as many retain
+    samples). The table shows fact accuracy before and after on the forget items whose
+    facts were not among them.
     The oracle's row shows how much the relearning answers teach a model that never knew
     the forget people, and an unlearned model that relearns faster still held the facts.
     """
@@ -252,7 +255,7 @@ class Relearning:
         # The splits are drawn here, so that a forget split too small to split fails before any training.
         self._splits: dict[int, tuple[list[Sample], set[str]]] = {}
         for seed in cfg.seeds if cfg.relearn_steps else ():
-            relearn, heldout = split_forget(benchmark, cfg.relearn_config(seed).fraction, seed)
+            relearn, heldout = relearning_split(benchmark, cfg.relearn_config(seed))
             self._splits[seed] = relearn, {item.id for item in heldout}
 
     def add(self, evaluation: dict, model_path: Path, seed: int) -> None:
@@ -327,7 +330,8 @@ def _results(cfg, benchmark, evaluations, train_times, curves, keytokens, second
             relearn = cfg.relearn_config(cfg.seeds[0])
             if relearn is None:
                 continue
-            group = f"{group}, {relearn.steps} steps on {relearn.fraction:.0%} of the forget samples"
+            on = f"{relearn.fraction:.0%} of the forget samples" if relearn.data == "forget" else "retain samples"
+            group = f"{group}, {relearn.steps} steps on {on}"
         metrics.append({"key": key, "label": label, "set": set_name, "direction": direction, "group": group})
     rows = []
     for name, runs in evaluations.items():

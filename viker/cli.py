@@ -153,7 +153,8 @@ def cmd_relearn(args) -> int:
     trainable = TrainableSpec(lora_r=args.lora_r) if args.lora_r \
         else TrainableSpec(parts=("language_model", "lm_head"), lora_r=0)
     config = RelearnConfig(steps=args.steps, learning_rate=args.lr, batch_size=args.batch_size,
-                           fraction=args.fraction, seed=args.seed, dtype=args.dtype, trainable=trainable)
+                           fraction=args.fraction, seed=args.seed, dtype=args.dtype, trainable=trainable,
+                           data=args.relearn_on)
     result = relearn_check(args.model, _benchmark(args), config, oracle_path=args.oracle)
     for name, run in result["models"].items():
         for key in ("heldout_fact_acc", "all_fact_acc"):
@@ -178,7 +179,8 @@ def cmd_benchmark(args) -> int:
     cfg = BenchmarkConfig(data=args.data, images=args.images, forget_split=args.forget_split, family=args.family,
                           model=args.model, methods=methods, seeds=seeds, out=args.out, cache_dir=args.cache_dir,
                           overwrite=args.overwrite, eval_items=args.eval_items or None,
-                          keep_models=args.keep_models, relearn_steps=args.relearn_steps)
+                          keep_models=args.keep_models, relearn_steps=args.relearn_steps,
+                          relearn_on=args.relearn_on)
     run_benchmark(cfg)
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
@@ -263,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, default=0.5,
                    help="share of the forget samples to relearn on; the others are held out (default: 0.5)")
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank; 0 trains the language model in full")
+    p.add_argument("--relearn-on", choices=("forget", "retain"), default="forget",
+                   help="fine-tune on forget samples, or on as many retain samples with every forget item "
+                        "held out (default: forget)")
     p.add_argument("--out", default=None, help="JSON file for the per-item results")
     p.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -293,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relearn-steps", type=int, default=10,
                    help="steps of fine-tuning on half the forget samples before forgetting is measured again on "
                         "the other facts, with the unlearning optimiser settings; 0 skips the check (default: 10)")
+    p.add_argument("--relearn-on", choices=("forget", "retain"), default="forget",
+                   help="relearn on half the forget samples, or on as many retain samples (default: forget)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")
     p.add_argument("--data", default="embedded", help="as for the other commands (default: embedded)")
     p.add_argument("--profiles", dest="data", help="a profiles .json/.jsonl file (same as --data FILE)")

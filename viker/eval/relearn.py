@@ -4,7 +4,7 @@ Forgetting that a few steps on a handful of answers undo hid the facts instead o
 removing them. The check:
 
     1. draw `fraction` of the forget split's training samples with the seed (the
-       relearning samples R);
+       relearning samples R), or with `data="retain"` as many retain samples;
     2. fine-tune a copy of the model on R for `steps` optimizer steps;
     3. measure forget fact accuracy (greedy generation contains the gold fact) before
        and after, on the held-out forget items, whose (person, fact) pair is in no
@@ -47,6 +47,7 @@ class RelearnConfig:
     dtype: str = "float32"
     trainable: TrainableSpec = field(default_factory=TrainableSpec)  # LoRA r 8 / alpha 16, as in unlearning
     max_new_tokens: int = 24  # generation length when measuring fact accuracy
+    data: str = "forget"  # relearn on forget samples, or on as many retain samples (every forget item held out)
 
     def __post_init__(self):
         for name in ("steps", "learning_rate", "batch_size", "max_new_tokens"):
@@ -55,6 +56,33 @@ class RelearnConfig:
         if not 0 < self.fraction < 1:
             raise ValueError(f"RelearnConfig.fraction must be in (0, 1) so that some forget items stay held out, "
                              f"got {self.fraction}")
+        if self.data not in RELEARN_DATA:
+            raise ValueError(f"RelearnConfig.data {self.data!r} is invalid; choose one of {RELEARN_DATA}")
+
+
+RELEARN_DATA = ("forget", "retain")
+
+
+def relearning_split(benchmark: Benchmark, config: RelearnConfig) -> tuple[list[Sample], list[Generation]]:
+    """Return the relearning samples and the held-out forget generation items for `config.data`.
+
+    On "retain", the relearning samples are as many retain samples as "forget" would draw,
+    and every forget item with a fact is held out.
+
+    Raises:
+        ValueError: as `split_forget` does, or if "retain" finds no retain samples.
+    """
+    relearn, heldout = split_forget(benchmark, config.fraction, config.seed)
+    if config.data == "forget":
+        return relearn, heldout
+    retain = benchmark.retain_samples()
+    if not retain:
+        raise ValueError(f"the retain split of {benchmark.name!r} is empty, so there is nothing to relearn on; "
+                         "relearn on the forget split instead (data 'forget', --relearn-on forget)")
+    n = min(len(relearn), len(retain))
+    picked = sorted(random.Random(f"{config.seed}:relearn-retain").sample(range(len(retain)), n))
+    items = [it for it in benchmark.eval_sets[SetName.FORGET].generation if it.fact]
+    return [retain[i] for i in picked], items
 
 
 def split_forget(benchmark: Benchmark, fraction: float, seed: int) -> tuple[list[Sample], list[Generation]]:
@@ -128,10 +156,9 @@ def relearn_check(model_path: str | Path, benchmark: Benchmark, config: RelearnC
     model has "before" and "after" fact accuracies ("heldout_fact_acc", "all_fact_acc", "per_item").
     """
     config = config or RelearnConfig()
-    relearn, heldout = split_forget(benchmark, config.fraction, config.seed)
+    relearn, heldout = relearning_split(benchmark, config)
     heldout_ids = {it.id for it in heldout}
-    log.info("relearning on %d of %d forget samples; %d forget items held out", len(relearn),
-             len([s for s in benchmark.forget_samples() if s.fact]), len(heldout_ids))
+    log.info("relearning on %d %s samples; %d forget items held out", len(relearn), config.data, len(heldout_ids))
     models = {"unlearned": relearn_model(model_path, benchmark, relearn, heldout_ids, config, work_dir)}
     if oracle_path is not None:
         models["oracle"] = relearn_model(oracle_path, benchmark, relearn, heldout_ids, config, work_dir)
