@@ -276,7 +276,7 @@ def test_lora_target_matching_nothing(tiny_model_dir):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"sets": ("forget", "holdout")}, r"holdout"),
+    ({"sets": ("forget", "holdout")}, r"unknown evaluation sets \['holdout'\]; choose from \['forget'"),
     ({"tasks": ("generation", "essay")}, r"unknown evaluation tasks \['essay'\]; choose from"),
     ({"max_items": 0}, r"max_items must be >= 1 or None, got 0"),
 ])

@@ -303,7 +303,15 @@ def test_relearn_data_must_be_known():
         RelearnConfig(data="test")
 
 
-def test_relearn_command(tiny_model_dir, tiny_benchmark, tmp_path):
+def test_relearn_checks_model_paths_first(tiny_model_dir, tiny_benchmark, tmp_path, caplog):
+    from viker.eval.relearn import relearn_check
+
+    with pytest.raises(FileNotFoundError, match="model directory .*missing-oracle not found"):
+        relearn_check(tiny_model_dir, tiny_benchmark, oracle_path=tmp_path / "missing-oracle")
+    assert "relearning on" not in caplog.text
+
+
+def test_relearn_command(tiny_model_dir, tiny_benchmark, tmp_path, capsys):
     """`viker relearn` on the tiny model, with the same model as oracle: finite values, input untouched."""
     before = folder_hash(Path(tiny_model_dir))
     out = tmp_path / "relearn.json"
@@ -311,6 +319,10 @@ def test_relearn_command(tiny_model_dir, tiny_benchmark, tmp_path):
             "--steps", "2", "--lr", "1e-3", "--lora-r", "0", "--out", str(out)]
     assert main(args) == 0
     result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    n_heldout = len(result["heldout_ids"])
+    assert "held-out, all" in printed
+    assert f"({n_heldout} items)" in printed
 
     assert set(result["models"]) == {"unlearned", "oracle"}
     relearned_people_facts = {(s.profile_id, s.fact) for s in tiny_benchmark.forget_samples()

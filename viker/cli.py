@@ -133,6 +133,7 @@ def cmd_eval(args) -> int:
 
         oracle = json.loads(Path(args.oracle_results).read_text())
         result["summary"].update(clear_forget_quality(result["per_sample"], oracle["per_sample"]))
+    print("metric: mean ± standard error over items (n items)")
     for key, s in result["summary"].items():
         err = f" ± {s['stderr']:.3f}" if s["stderr"] is not None else ""
         print(f"{key:32s} {s['mean']:.3f}{err}  (n={s['n']})")
@@ -145,7 +146,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_relearn(args) -> int:
-    from viker.eval.relearn import RelearnConfig, relearn_check
+    from viker.eval.relearn import RelearnConfig, heldout_means, relearn_check
     from viker.models.trainable import TrainableSpec
     from viker.utils import atomic_write_text
 
@@ -156,9 +157,12 @@ def cmd_relearn(args) -> int:
                            fraction=args.fraction, seed=args.seed, dtype=args.dtype, trainable=trainable,
                            data=args.relearn_on)
     result = relearn_check(args.model, _benchmark(args), config, oracle_path=args.oracle)
+    print("forget fact accuracy before -> after relearning")
     for name, run in result["models"].items():
-        for key in ("heldout_fact_acc", "all_fact_acc"):
-            print(f"{name:10s} forget {key:17s} {run['before'][key]:.3f} -> {run['after'][key]:.3f}")
+        for items, before, after, n in heldout_means(run["before"], run["after"], set(result["heldout_ids"])):
+            print(f"{name:10s} held-out, {items:10s} {before:.3f} -> {after:.3f}  ({n} items)")
+        print(f"{name:10s} every item           {run['before']['all_fact_acc']:.3f} -> "
+              f"{run['after']['all_fact_acc']:.3f}  ({len(run['before']['per_item'])} items)")
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=1, default=str))
         print(f"relearning results written to {args.out}")
@@ -296,8 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="items per set, task and modality; 0 evaluates all (default: 24)")
     p.add_argument("--keep-models", action="store_true", help="keep the unlearned models under --out/models")
     p.add_argument("--relearn-steps", type=int, default=10,
-                   help="steps of fine-tuning on half the forget samples before forgetting is measured again on "
-                        "the other facts, with the unlearning optimiser settings; 0 skips the check (default: 10)")
+                   help="steps of fine-tuning before forgetting is measured again on the held-out forget "
+                        "facts, with the unlearning optimiser settings; 0 skips the check (default: 10). "
+                        "--relearn-on chooses the samples")
     p.add_argument("--relearn-on", choices=("forget", "retain"), default="forget",
                    help="relearn on half the forget samples, or on as many retain samples (default: forget)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")

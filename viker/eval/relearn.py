@@ -29,7 +29,7 @@ from pathlib import Path
 from viker.data.records import Benchmark, Generation, Sample, SetName
 from viker.eval.runner import EvalConfig, evaluate
 from viker.models.finetune import FinetuneConfig, finetune
-from viker.models.loading import load_model
+from viker.models.loading import check_model_dir, load_model
 from viker.models.trainable import TrainableSpec
 
 log = logging.getLogger(__name__)
@@ -142,10 +142,25 @@ def relearn_model(model_path: str | Path, benchmark: Benchmark, relearn: list[Sa
         relearned = Path(tmp) / "relearned"
         summary = finetune(model_path, relearn, relearned, finetune_config)
         after = forget_fact_accuracy(relearned, benchmark, heldout_ids, config)
-    log.info("%s: held-out forget fact accuracy %s -> %s after %d relearning steps", model_path,
-             before["heldout_fact_acc"], after["heldout_fact_acc"], summary["steps"])
+    log.info("%s: after %d relearning steps, held-out forget fact accuracy %s", model_path, summary["steps"],
+             "; ".join(f"{name} {before_value:.3f} -> {after_value:.3f} ({n} items)"
+                       for name, before_value, after_value, n in heldout_means(before, after, heldout_ids)))
     return {"before": before, "after": after, "steps": summary["steps"],
             "relearn_token_accuracy": summary["token_accuracy"]}
+
+
+def heldout_means(before: dict, after: dict, heldout_ids: set[str]) -> list[tuple[str, float, float, int]]:
+    """Return (items, mean before, mean after, count) over held-out items: all of them, then per modality."""
+    groups = [("all", before["per_item"], after["per_item"])]
+    groups += [(modality, values, after["per_modality"].get(modality, {}))
+               for modality, values in sorted(before["per_modality"].items())]
+    means = []
+    for name, first, second in groups:
+        ids = [i for i in first if i in heldout_ids and i in second]
+        if ids:
+            means.append((name, sum(first[i] for i in ids) / len(ids), sum(second[i] for i in ids) / len(ids),
+                          len(ids)))
+    return means
 
 
 def relearn_check(model_path: str | Path, benchmark: Benchmark, config: RelearnConfig | None = None, *,
@@ -156,6 +171,9 @@ def relearn_check(model_path: str | Path, benchmark: Benchmark, config: RelearnC
     model has "before" and "after" fact accuracies ("heldout_fact_acc", "all_fact_acc", "per_item").
     """
     config = config or RelearnConfig()
+    for path in (model_path, oracle_path):
+        if path is not None:
+            check_model_dir(path)  # before any data work, so that a wrong path fails at once
     relearn, heldout = relearning_split(benchmark, config)
     heldout_ids = {it.id for it in heldout}
     log.info("relearning on %d %s samples; %d forget items held out", len(relearn), config.data, len(heldout_ids))

@@ -72,8 +72,10 @@ class EvalConfig:
     few_shot: int = 0  # solved examples before each MLLMU prompt, from the same set and task; 0 is zero-shot
 
     def __post_init__(self):
-        for name in self.sets:
-            SetName(name)  # raises ValueError on an unknown set
+        known = [member.value for member in SetName]
+        unknown_sets = [name for name in self.sets if name not in known]
+        if unknown_sets:
+            raise ValueError(f"unknown evaluation sets {unknown_sets}; choose from {known} (--sets)")
         unknown = [t for t in self.tasks if t not in TASKS + PROTOCOL_TASKS]
         if unknown:
             raise ValueError(f"unknown evaluation tasks {unknown}; choose from {TASKS + PROTOCOL_TASKS}")
