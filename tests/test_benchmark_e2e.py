@@ -22,7 +22,8 @@ def bench_dir(tiny_benchmark, tmp_path_factory):
     from viker.data.embedded import build_embedded
 
     return build_embedded(tmp_path_factory.mktemp("data"), seed=0, n_people=10, n_public=2, image_size=32,
-                          qa_per_person=3, n_reference_faces=6, test_images_per_person=1, n_reference_other=2)
+                          qa_per_person=3, n_reference_faces=6, test_images_per_person=1, n_reference_other=2,
+                          n_holdout=2)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,28 @@ def test_cli_rejects_existing_output(report, bench_dir, caplog):
 
 def test_cli_rejects_unknown_method(bench_dir, tmp_path):
     assert main(["benchmark", "--data", str(bench_dir), "--out", str(tmp_path / "o"), "--methods", "magic"]) == 2
+
+
+def _pairwise_auc(members: list[float], nonmembers: list[float]) -> float:
+    """Share of (member, non-member) pairs where the member scores higher, ties counting half."""
+    pairs = [(m > n) + 0.5 * (m == n) for m in members for n in nonmembers]
+    return sum(pairs) / len(pairs)
+
+
+def test_mia_auc_columns_match_pairwise_counts(report):
+    run, results = report
+    per_sample = json.loads((run / "per_sample.json").read_text())
+    for row in results["rows"]:
+        for attack in ("loss", "mink_pp"):
+            seed_aucs = []
+            for scores in per_sample[row["model"]]:
+                nonmembers = list(scores[f"mia/holdout/{attack}"].values())
+                assert len(nonmembers) == 6  # two holdout people, three questions each
+                seed_aucs.append(_pairwise_auc(list(scores[f"mia/forget/{attack}"].values()), nonmembers))
+            expected = sum(seed_aucs) / len(seed_aucs)
+            assert row["values"][f"mia/{attack}/mia_auc"]["mean"] == pytest.approx(expected), (row["model"], attack)
+    metric = next(m for m in results["metrics"] if m["key"] == "mia/loss/mia_auc")
+    assert metric["direction"] == "target"
 
 
 def test_relearning_columns_for_every_row(report, bench_dir):

@@ -260,7 +260,20 @@ def test_load_benchmark_embedded_cache(tmp_path, monkeypatch):
     bench = load_benchmark("embedded", seed=0)
     assert (tmp_path / "embedded-seed0" / "COMPLETE").is_file()
     assert len(bench.forget_ids) == 5
+    assert len(bench.holdout_ids) == 5
+    assert not set(bench.holdout_ids) & {s.profile_id for s in bench.train_samples()}
     assert load_benchmark("embedded", seed=0).fingerprint() == bench.fingerprint()
+
+
+def test_embedded_cache_from_older_default_is_rebuilt(tmp_path, monkeypatch):
+    """A folder whose marker names other build settings (here: no holdout people) is generated again."""
+    from viker.data.embedded import build_embedded
+
+    monkeypatch.setenv("VIKER_CACHE", str(tmp_path))
+    folder = build_embedded(tmp_path / "embedded-seed0", seed=0)
+    (folder / "COMPLETE").write_text("written by viker.data.embedded.build_embedded\n")
+    assert load_benchmark(str(folder)).holdout_ids == []
+    assert len(load_benchmark("embedded", seed=0).holdout_ids) == 5
 
 
 def test_text_only_generation_fact_is_not_the_name(tmp_path):

@@ -450,6 +450,23 @@ def test_nan_mean_renders_as_missing(tmp_path):
     assert parser.rows[4][3] == "–"
 
 
+def test_target_direction_metric(tmp_path):
+    """A metric whose best value is the target row's gets the ≈ mark, its own title and legend entry."""
+    results = example_results()
+    results["metrics"].append({"key": "mia/mink_pp/mia_auc", "label": "MIA AUC", "set": "forget",
+                               "direction": "target", "group": "Membership inference"})
+    results["rows"][0]["values"]["mia/mink_pp/mia_auc"] = {"mean": 0.91, "std": None, "n": 1}
+    paths = write_report(results, tmp_path)
+    markdown = paths["md"].read_text(encoding="utf-8")
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "| MIA AUC ≈ |" in markdown
+    assert "≈ one where the value nearest the target row's is best" in markdown
+    assert "mia/mink_pp/mia_auc: nearest the target is better" in html
+    results["metrics"][-1]["direction"] = "closest"
+    with pytest.raises(ValueError, match="direction is 'closest'; use one of lower, higher, target"):
+        validate_results(results)
+
+
 def test_target_row_detection():
     results = example_results()
     assert [row["target"] for row in validate_results(results)["rows"]] == [False, True, False, False, False, False]

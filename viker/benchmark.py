@@ -33,7 +33,7 @@ from viker.eval.fluency import build_vocabulary
 from viker.eval.forget_quality import forget_quality, js_forget_quality
 from viker.eval.registry import METRICS, aggregate, arrow
 from viker.eval.relearn import RelearnConfig, relearn_model, relearning_split
-from viker.eval.runner import EvalConfig, evaluate
+from viker.eval.runner import TASKS, EvalConfig, evaluate
 from viker.methods import DISPLAY_NAMES, get_method
 from viker.methods.base import UnlearnConfig
 from viker.methods.run import reference_pool, unlearn
@@ -75,8 +75,10 @@ TABLE = [
     ("public/image_text/rougeL", "Public ROUGE-L", "public", "higher", "Public utility, image+text"),
     ("forget/forget_quality", "Forget quality (KS p)", "forget", "higher", "Against the oracle"),
     ("forget/fluency", "Forget fluency", "forget", "higher", "Fluency"),
-    ("relearn/image_text/heldout_fact_acc_before", "Held-out forget fact acc.", "forget", "lower", RELEARN_GROUP),
-    ("relearn/image_text/heldout_fact_acc_after", "After relearning", "forget", "lower", RELEARN_GROUP),
+    ("mia/mink_pp/mia_auc", "MIA AUC (Min-K%++)", "forget", "target", "Forget vs unseen people"),
+    ("mia/loss/mia_auc", "MIA AUC (loss)", "forget", "target", "Forget vs unseen people"),
+    ("relearn/image_text/heldout_fact_acc_before", "Held-out fact acc. before", "forget", "lower", RELEARN_GROUP),
+    ("relearn/image_text/heldout_fact_acc_after", "Held-out fact acc. after", "forget", "lower", RELEARN_GROUP),
 ]
 
 
@@ -189,7 +191,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     relearning = Relearning(cfg, benchmark)
     models = prepare_models(cfg, benchmark, cache)
     vocabulary = build_vocabulary(f"{s.question} {s.answer}" for s in benchmark.train_samples())
-    eval_config = EvalConfig(max_items=cfg.eval_items)
+    # Membership inference needs people in no training split; a benchmark without them skips it.
+    eval_config = EvalConfig(max_items=cfg.eval_items, tasks=TASKS + (("mia",) if benchmark.holdout_ids else ()))
 
     evaluations: dict[str, list[dict]] = {}
     train_times: dict[str, list[float]] = {}

@@ -9,6 +9,8 @@ from viker.data.errors import DataError
 from viker.data.records import Benchmark
 
 EMBEDDED_NAME = "embedded"
+# Fictitious people in no training split, so that membership inference has non-members.
+EMBEDDED_HOLDOUT = 5
 
 
 def embedded_cache_dir(seed: int) -> Path:
@@ -48,9 +50,12 @@ def load_benchmark(
     if str(path_or_name) == EMBEDDED_NAME:
         folder = embedded_cache_dir(seed)
         marker = folder / "COMPLETE"
-        if not marker.is_file():
-            build_embedded(folder, seed=seed)
-            marker.write_text("written by viker.data.embedded.build_embedded\n")
+        # The marker names the build settings, so a folder from an older default is built again.
+        stamp = f"written by viker.data.embedded.build_embedded, n_holdout={EMBEDDED_HOLDOUT}\n"
+        if not marker.is_file() or marker.read_text() != stamp:
+            marker.unlink(missing_ok=True)
+            build_embedded(folder, seed=seed, n_holdout=EMBEDDED_HOLDOUT)
+            marker.write_text(stamp)
         return load_mllmu(folder, forget_split=forget_split, seed=seed)
 
     path = Path(path_or_name)

@@ -6,7 +6,9 @@ from html import escape
 
 import viker
 from viker.report.schema import (
+    LEGEND,
     arrow,
+    better,
     format_number,
     format_seconds,
     format_stat,
@@ -100,7 +102,7 @@ def _results_table(results: dict, colours: dict[str, str]) -> str:
         f"<th class='group' colspan='{count}' scope='colgroup'>{escape(group)}</th>" for group, count in _group_runs(metrics)
     )
     metric_row = "".join(
-        f"<th scope='col' title='{escape(metric['key'])}: {metric['direction']} is better'>"
+        f"<th scope='col' title='{escape(metric['key'])}: {better(metric['direction'])}'>"
         f"{escape(metric['label'])} {arrow(metric['direction'])}</th>"
         for metric in metrics
     )
@@ -132,7 +134,7 @@ def _results_section(results: dict, colours: dict[str, str]) -> str:
     return (
         "<section id='results-section'>\n<h2>Results</h2>\n"
         "<p class='note'>Each cell is the mean ± standard deviation over seeds (the mean alone for one seed; "
-        "– when not measured). ↓ marks a metric where lower is better, ↑ one where higher is better. "
+        f"– when not measured). {LEGEND}"
         "The target row is the oracle, retrained without the forget set: a method should land near it.</p>\n"
         f"{_results_table(results, colours)}\n</section>"
     )

@@ -18,7 +18,12 @@ logger = logging.getLogger(__name__)
 
 HEADER_STRINGS = ("title", "commit", "hardware", "benchmark", "model", "forget_split", "command", "created")
 VERSION_KEYS = ("python", "torch", "transformers", "viker")
-DIRECTIONS = ("lower", "higher")
+# "target": the best value is the target row's. For a membership-inference AUC the oracle gets what a
+# model that never saw the forget set gets, and a value above or below it betrays the unlearning.
+DIRECTIONS = ("lower", "higher", "target")
+ARROWS = {"lower": "↓", "higher": "↑", "target": "≈"}
+LEGEND = ("↓ marks a metric where lower is better, ↑ one where higher is better, ≈ one where the value nearest "
+          "the target row's is best. ")
 ROW_KINDS = ("reference", "method")
 
 # Loss parts that the trainers log, in the order the report plots them.
@@ -272,7 +277,12 @@ def loss_parts(curves: dict[str, list[dict]]) -> list[str]:
 
 
 def arrow(direction: str) -> str:
-    return "↓" if direction == "lower" else "↑"
+    return ARROWS[direction]
+
+
+def better(direction: str) -> str:
+    """Return how to read a direction, for titles and axis labels: "lower is better", …"""
+    return "nearest the target is better" if direction == "target" else f"{direction} is better"
 
 
 def format_number(value: float | None, digits: int = DEFAULT_DIGITS) -> str:

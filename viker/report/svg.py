@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from html import escape
 
-from viker.report.schema import arrow, loss_parts
+from viker.report.schema import arrow, better, loss_parts
 from viker.report.tables import model_label
 
 # Okabe-Ito colours (colour-blind safe) for methods, then two extra dark hues.
@@ -119,7 +119,7 @@ def _axes(x: _Scale, y: _Scale, x_ticks: list[float], y_ticks: list[float], x_la
 
 
 def _axis_title(metric: dict) -> str:
-    return f"{metric['label']} {arrow(metric['direction'])} ({metric['direction']} is better)"
+    return f"{metric['label']} {arrow(metric['direction'])} ({better(metric['direction'])})"
 
 
 def _overlap(a: tuple, b: tuple) -> float:

@@ -6,6 +6,7 @@ import csv
 import io
 
 from viker.report.schema import (
+    LEGEND,
     arrow,
     format_number,
     format_seconds,
@@ -60,7 +61,7 @@ def _markdown_results(results: dict) -> list[str]:
         "## Results",
         "",
         "Each cell is the mean ± standard deviation over seeds (the mean alone for one seed; – when not measured).",
-        "↓ marks a metric where lower is better, ↑ one where higher is better. "
+        LEGEND +
         "The target row is the oracle, retrained without the forget set: a method should land near it.",
         "",
         "| " + " | ".join(columns) + " |",
