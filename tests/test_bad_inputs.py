@@ -63,6 +63,11 @@ def test_unknown_data_layout(tmp_path):
         load_benchmark(tmp_path)
 
 
+def test_missing_data_path(tmp_path):
+    with pytest.raises(DataError, match=r"missing-data not found. Pass 'embedded', or the path of an MLLMU-Bench"):
+        load_benchmark(tmp_path / "missing-data")
+
+
 def test_invalid_forget_split(tiny_benchmark):
     with pytest.raises(DataError, match=r"forget_split='forget_all' is invalid. Use forget_5, forget_10 or "
                                         r"forget_15"):

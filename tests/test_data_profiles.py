@@ -80,7 +80,7 @@ def test_load_benchmark_dispatches_profiles(folder):
     (folder / "people.json").write_text(json.dumps([profile(i) for i in range(10)]))
     bench = load_benchmark(folder / "people.json", images=folder / "images", forget_split="forget_20")
     assert len(bench.forget_ids) == 2
-    with pytest.raises(DataError, match="needs `images`"):
+    with pytest.raises(DataError, match=r"needs the folder of its portraits \(`images`, --images\)"):
         load_benchmark(folder / "people.json")
 
 

@@ -13,12 +13,15 @@ from pathlib import Path
 log = logging.getLogger("viker")
 
 
+DATA_HELP = ("'embedded' (generated offline on first use), an MLLMU-Bench or CLEAR folder, or a profiles "
+             ".json/.jsonl file (default: embedded)")
+SPLIT_HELP = "forget_5, forget_10 or forget_15 (default: forget_10)"
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="embedded",
-                   help="'embedded' (generated offline on first use), an MLLMU-Bench or CLEAR folder, "
-                        "or a profiles .json/.jsonl file (default: embedded)")
+    p.add_argument("--data", default="embedded", help=DATA_HELP)
     p.add_argument("--images", default=None, help="folder of portraits for a profiles file")
-    p.add_argument("--forget-split", default="forget_10", help="forget_5, forget_10 or forget_15 (default: forget_10)")
+    p.add_argument("--forget-split", default="forget_10", help=SPLIT_HELP)
     p.add_argument("--seed", type=int, default=0, help="seed of data generation, sampling and training (default: 0)")
     p.add_argument("--pool-dir", default=None,
                    help="folder of reference images (people or things not in the benchmark) for ViKeR's targets")
@@ -199,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     b = data_sub.add_parser("build", help="write the embedded benchmark in MLLMU-Bench and CLEAR layouts")
     b.add_argument("--out", required=True, help="output folder (must be empty or absent)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of every random choice in the data (default: 0)")
     b.add_argument("--people", type=int, default=50, help="fictitious people (default: 50)")
     b.add_argument("--public", type=int, default=10, help="public figures (default: 10)")
     b.add_argument("--image-size", type=int, default=48, help="portrait size in pixels (default: 48)")
@@ -231,10 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle", default=None, help="oracle model folder, for NPO with reference 'oracle'")
     p.add_argument("--lr", type=float, default=5e-6, help="AdamW learning rate (default: 5e-6, the paper's)")
     p.add_argument("--batch-size", type=int, default=2, help="forget samples per step (default: 2)")
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the forget split (default: 1, the paper's)")
     p.add_argument("--max-steps", type=int, default=-1, help="> 0 overrides --epochs")
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank; 0 trains the language model in full")
-    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--lora-alpha", type=int, default=16, help="LoRA scaling alpha (default: 16, the paper's)")
     p.add_argument("--save-adapter", action="store_true", help="save the LoRA adapter instead of merged weights")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")
@@ -244,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model on a benchmark's sets")
     p.add_argument("model", help="local model folder")
-    p.add_argument("--sets", default="forget,test,retain,public")
+    p.add_argument("--sets", default="forget,test,retain,public",
+                   help="comma-separated sets to evaluate: forget, test, retain, public (default: all four)")
     p.add_argument("--tasks", default="generation,mc,cloze,tokens",
                    help="comma-separated: generation, mc, cloze, tokens (MLLMU-Bench); clear (the CLEAR protocol, "
                         "on a CLEAR folder); mia (membership inference, needs holdout people)")
@@ -265,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="optimizer steps of relearning (default: 10)")
     p.add_argument("--lr", type=float, default=5e-6,
                    help="AdamW learning rate; use the unlearning learning rate (default: 5e-6)")
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=2, help="relearning samples per step (default: 2)")
     p.add_argument("--fraction", type=float, default=0.5,
                    help="share of the forget samples to relearn on; the others are held out (default: 0.5)")
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank; 0 trains the language model in full")
@@ -281,9 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keytokens", help="print ViKeR's per-token view of chosen forget samples")
     p.add_argument("--model", required=True, help="the model before unlearning")
     p.add_argument("--samples", type=int, default=3, help="number of forget samples to print")
-    p.add_argument("--lam", type=float, default=10.0)
-    p.add_argument("--k", type=int, default=5)
-    p.add_argument("--pool", default="faces")
+    p.add_argument("--lam", type=float, default=10.0,
+                   help="ViKeR's λ, for the gradient weight column; tokens with q(y) > 1/λ are protected (default: 10)")
+    p.add_argument("--k", type=int, default=5, help="reference images averaged per sample (default: 5)")
+    p.add_argument("--pool", default="faces",
+                   help="kind of reference images from the benchmark's pool: faces, retain_faces, nonperson, noise, "
+                        "blank or true_image (default: faces); --pool-dir replaces the pool's images with a folder")
     p.add_argument("--cache-dir", default=None)
     _add_data_args(p)
     p.set_defaults(func=cmd_keytokens)
@@ -306,10 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relearn-on", choices=("forget", "retain"), default="forget",
                    help="relearn on half the forget samples, or on as many retain samples (default: forget)")
     p.add_argument("--cache-dir", default=None, help="cache folder (default: $VIKER_CACHE or ~/.cache/viker)")
-    p.add_argument("--data", default="embedded", help="as for the other commands (default: embedded)")
+    p.add_argument("--data", default="embedded", help=DATA_HELP)
     p.add_argument("--profiles", dest="data", help="a profiles .json/.jsonl file (same as --data FILE)")
     p.add_argument("--images", default=None, help="folder of portraits for a profiles file")
-    p.add_argument("--forget-split", default="forget_10")
+    p.add_argument("--forget-split", default="forget_10", help=SPLIT_HELP)
     p.set_defaults(func=cmd_benchmark)
     return parser
 

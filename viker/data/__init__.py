@@ -59,12 +59,15 @@ def load_benchmark(
         return load_mllmu(folder, forget_split=forget_split, seed=seed)
 
     path = Path(path_or_name)
+    if not path.exists():
+        raise DataError(f"{path} not found. Pass 'embedded', or the path of an MLLMU-Bench or CLEAR folder or of a "
+                        ".json/.jsonl profile file.")
     percent = forget_split.removeprefix("forget_").removeprefix("forget")
     if not percent.isdigit():
         raise DataError(f"forget_split={forget_split!r} is invalid. Use forget_5, forget_10 or forget_15.")
     if path.is_file() and path.suffix.lower() in (".json", ".jsonl"):
         if images is None:
-            raise DataError(f"{path}: a profile file needs `images`, the folder of its portraits.")
+            raise DataError(f"{path}: a profile file needs the folder of its portraits (`images`, --images).")
         return load_profiles(path, images, forget_fraction=int(percent) / 100, seed=seed)
     if path.is_dir() and ((path / "Full_Set").is_dir() or (path / "ft_Data").is_dir()):
         return load_mllmu(path, forget_split=f"forget_{int(percent)}", seed=seed)
