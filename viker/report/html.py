@@ -26,7 +26,7 @@ from viker.report.svg import (
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1a1a1a;
-       margin: 2rem auto; max-width: 1320px; padding: 0 1.5rem; line-height: 1.45; }
+       margin: 2rem auto; max-width: 1720px; padding: 0 1.5rem; line-height: 1.45; }
 h1 { font-size: 1.6rem; margin-bottom: 0.6rem; }
 h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
 h3 { font-size: 1rem; margin-bottom: 0.4rem; }
@@ -44,6 +44,9 @@ th.group { text-align: center; border-bottom: 2px solid #bbb; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .std { color: #666; }
 tbody th { text-align: left; font-weight: 600; white-space: nowrap; }
+#results tbody th { position: sticky; left: 0; z-index: 1; background: #fff; }
+#results tr.reference th { background: #fafafa; }
+#results tr.target th { background: #eef3fb; }
 tr.reference td, tr.reference th { background: #fafafa; }
 tr.target td, tr.target th { background: #eef3fb; }
 .target-note { font-size: 0.8rem; font-weight: 600; color: #1f4e9c; }
