@@ -167,3 +167,15 @@ def test_relearn_on_retain_uses_unlearning_settings():
     assert config.seed == 3
     with pytest.raises(ValueError, match="RelearnConfig.data 'everything' is invalid"):
         BenchmarkConfig(relearn_on="everything")
+
+
+def test_model_cache_folder_describes_itself(report):
+    """The hashed folder of the vanilla and oracle models carries the settings it was built from."""
+    run, results = report
+    cache = run.parent / "cache" / "models"
+    (folder,) = list(cache.iterdir())
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["benchmark"] == results["header"]["benchmark"]
+    assert settings["finetune"]["max_epochs"] == 0.5
+    assert (folder / "vanilla").is_dir()
+    assert (folder / "oracle").is_dir()

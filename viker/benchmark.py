@@ -131,9 +131,14 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 def prepare_models(cfg: BenchmarkConfig, benchmark: Benchmark, cache: Path) -> dict[str, Path]:
     """Return the base, vanilla and oracle model folders, building or reusing each."""
-    key = stable_hash({"data": benchmark.fingerprint(), "family": cfg.family, "model": cfg.model,
-                       "finetune": cfg.finetune.key()})
-    root = cache / "models" / key
+    settings = {"data": benchmark.fingerprint(), "family": cfg.family, "model": cfg.model,
+                "finetune": cfg.finetune.key()}
+    root = cache / "models" / stable_hash(settings)
+    if not (root / "settings.json").is_file():
+        # The folder name is a hash, so this file says which data and settings its models belong to.
+        root.mkdir(parents=True, exist_ok=True)
+        described = {"benchmark": benchmark.name, "benchmark_source": str(cfg.data), **settings}
+        atomic_write_text(root / "settings.json", json.dumps(described, indent=1, default=str))
     base = Path(cfg.model) if cfg.model else root / "base"
     if not cfg.model and not base.exists():
         texts = [f"{s.question} {s.answer}" for s in benchmark.train_samples()]
