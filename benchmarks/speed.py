@@ -31,6 +31,7 @@ from pathlib import Path
 
 
 RESULT = "SPEED-RESULT "  # marks the child's result line among the Trainer's own output
+TARGET_RATIO = 1.10  # ViKeR's step time and peak memory may each be at most this multiple of GA's
 WARMUP = 3  # first steps of a run, left out of its step time because allocators and caches warm up
 
 
@@ -69,7 +70,7 @@ def _step_time(runs: list[dict]) -> float:
     return sum(min(times) for times in per_step) / len(per_step)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model folder (default: build an untrained tiny LLaVA)")
     parser.add_argument("--steps", type=int, default=30)
@@ -83,7 +84,7 @@ def main() -> None:
         parser.error(f"--steps must exceed {WARMUP}, the warm-up steps left out of the timing")
     if args.child:
         _child(args)
-        return
+        return 0
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from safetensors import safe_open
@@ -118,9 +119,17 @@ def main() -> None:
     print(f"ViKeR peak memory / GA peak memory: {peak['viker'] / peak['ga']:.3f}")
     print(f"one-off target computation: {first['target_seconds']:.1f} s")
     print(f"target cache: {size / n_tokens:.0f} bytes per answer token ({n_tokens} tokens, {size / 1e6:.2f} MB)")
+    missed = [name for name, ratio in (("step time", viker_step / ga_step), ("peak memory", peak["viker"] / peak["ga"]))
+              if ratio > TARGET_RATIO]
+    if missed:
+        print(f"FAILED: ViKeR's {' and '.join(missed)} exceed {TARGET_RATIO:.2f} times GA's")
+        return 1
+    print(f"passed: step time and peak memory within {TARGET_RATIO:.2f} times GA's")
+    return 0
 
 
 if __name__ == "__main__":
     started = time.perf_counter()
-    main()
+    status = main()
     print(f"wall-clock: {time.perf_counter() - started:.0f} s")
+    sys.exit(status)

@@ -135,7 +135,7 @@ def prepare_models(cfg: BenchmarkConfig, benchmark: Benchmark, cache: Path) -> d
                 "finetune": cfg.finetune.key()}
     root = cache / "models" / stable_hash(settings)
     if not (root / "settings.json").is_file():
-        # The folder name is a hash, so this file says which data and settings its models belong to.
+        # The folder name is a hash, so this file records the data and settings its models were built from.
         root.mkdir(parents=True, exist_ok=True)
         described = {"benchmark": benchmark.name, "benchmark_source": str(cfg.data), **settings}
         atomic_write_text(root / "settings.json", json.dumps(described, indent=1, default=str))
@@ -254,8 +254,8 @@ class Relearning:
     Each model is fine-tuned for a few steps on half the forget samples (or as many retain
     samples). The table shows fact accuracy before and after on the forget items whose
     facts were not among them.
-    The oracle's row shows how much the relearning answers teach a model that never knew
-    the forget people, and an unlearned model that relearns faster still held the facts.
+    The oracle's row shows how much the relearning samples teach a model that never knew
+    the forget people. An unlearned model that relearns faster still contained the facts.
     """
 
     def __init__(self, cfg: BenchmarkConfig, benchmark: Benchmark):

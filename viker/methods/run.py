@@ -74,9 +74,9 @@ def sequence_logps(loaded: LoadedModel, samples: list[Sample], answers: list[str
 class StepTimer(TrainerCallback):
     """Record the wall-clock time of each optimiser step, data loading included.
 
-    Each interval runs from the end of one step to the end of the next (the first from the
-    start of training), so it includes the batch's collation, forward, backward, optimiser
-    update and logging, and nothing that happens once per run.
+    Each interval runs from the end of one step to the end of the next, and the first from
+    the start of training. An interval includes the batch's collation, forward, backward,
+    optimiser update and logging, and nothing that happens once per run.
     """
 
     def __init__(self):

@@ -1,9 +1,13 @@
-"""Saving a model that viker built, so that it loads like a downloaded checkpoint."""
+"""Helpers for the models that viker builds: tokenizer training, and saving so that a model loads like a
+downloaded checkpoint."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +26,18 @@ def save_built_model(model, processor, tokenizer, out_dir: Path, description: st
     n_params = sum(p.numel() for p in model.parameters())
     log.info("built %s with %.1fM parameters in %s", description, n_params / 1e6, out_dir)
     return out_dir
+
+
+def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, special_tokens: list[str]) -> Tokenizer:
+    """Train a byte-level BPE tokenizer on `texts` with the `tokenizers` library."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer)
+    return tok

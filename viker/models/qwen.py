@@ -25,10 +25,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from viker.models.build import save_built_model
+from viker.models.build import save_built_model, train_byte_level_bpe
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +84,8 @@ def train_qwen_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTra
     As in the Qwen2-VL-Instruct checkpoints, `<|im_end|>` is the end-of-sequence
     token, `<|endoftext|>` the padding token, and there is no beginning-of-sequence token.
     """
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=QWEN_SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(texts), trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=train_byte_level_bpe(texts, vocab_size, QWEN_SPECIAL_TOKENS),
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         extra_special_tokens={
@@ -165,6 +154,21 @@ def _token_ids(tokenizer) -> dict:
     }
 
 
+def _build_and_save(config_cls, model_cls, vision: dict, processor, tokenizer, text_hidden: int, text_layers: int,
+                    seed: int, out_dir: Path, label: str) -> Path:
+    """Build a tiny Qwen-VL model from its vision settings and the shared text settings, and save it."""
+    config = config_cls(
+        text_config=_text_config_kwargs(tokenizer, text_hidden, text_layers, heads=4),
+        vision_config=vision,
+        **_token_ids(tokenizer),
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = model_cls(config)
+    # Qwen has no start token, so generation starts from <|endoftext|>, as in the config.
+    return save_built_model(model, processor, tokenizer, out_dir, label, bos_token_id=tokenizer.pad_token_id)
+
+
 def build_tiny_qwen2_vl(
     texts: Iterable[str],
     out_dir: str | Path,
@@ -201,17 +205,8 @@ def build_tiny_qwen2_vl(
         spatial_merge_size=2,
         temporal_patch_size=2,
     )
-    config = Qwen2VLConfig(
-        text_config=_text_config_kwargs(tokenizer, text_hidden, text_layers, heads=4),
-        vision_config=vision,
-        **_token_ids(tokenizer),
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    # Qwen has no start token, so generation starts from <|endoftext|>, as in the config.
-    return save_built_model(model, processor, tokenizer, out_dir, "tiny Qwen2-VL",
-                            bos_token_id=tokenizer.pad_token_id)
+    return _build_and_save(Qwen2VLConfig, Qwen2VLForConditionalGeneration, vision, processor, tokenizer, text_hidden, text_layers, seed,
+                           out_dir, "tiny Qwen2-VL")
 
 
 def build_tiny_qwen2_5_vl(
@@ -252,14 +247,5 @@ def build_tiny_qwen2_5_vl(
         window_size=2 * 2 * patch_size,  # in pixels: 2 merged patches a side
         fullatt_block_indexes=[vision_layers - 1],
     )
-    config = Qwen2_5_VLConfig(
-        text_config=_text_config_kwargs(tokenizer, text_hidden, text_layers, heads=4),
-        vision_config=vision,
-        **_token_ids(tokenizer),
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    # Qwen has no start token, so generation starts from <|endoftext|>, as in the config.
-    return save_built_model(model, processor, tokenizer, out_dir, "tiny Qwen2.5-VL",
-                            bos_token_id=tokenizer.pad_token_id)
+    return _build_and_save(Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, vision, processor, tokenizer, text_hidden, text_layers, seed,
+                           out_dir, "tiny Qwen2.5-VL")

@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from viker.models.build import save_built_model
+from viker.models.build import save_built_model, train_byte_level_bpe
 
 from viker.models.qwen import build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
 from viker.models.smollm import build_smollm2_llava
@@ -40,19 +39,9 @@ SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<image>"]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on `texts` with the `tokenizers` library."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(texts), trainer)
+    """Train the tiny LLaVA's byte-level BPE tokenizer on `texts`."""
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=train_byte_level_bpe(texts, vocab_size, SPECIAL_TOKENS),
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<pad>",
